@@ -1,0 +1,117 @@
+"""Activation registry: the single source of truth for activation names.
+
+Every activation maps the pre-activations of ONE example, `z: [n]`, to `[n]`. Most are
+elementwise; SoLU normalises over the n outputs of the example, which is why the
+registry works on whole example vectors rather than scalars.
+
+A user adds an activation with::
+
+    from superpos_jax import activations
+    activations.register("softplus", jax.nn.softplus, "log(1 + e^x)")
+
+after which the name works everywhere: sweep specs, CLI flags (``--activations``), plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+ActivationFn = Callable[[jax.Array], jax.Array]  # z: [n] -> [n]
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+  """A named activation: `fn` maps one example's pre-activations `[n]` to `[n]`."""
+
+  name: str
+  fn: ActivationFn
+  description: str
+
+
+class UnknownActivationError(ValueError):
+  """Raised for a name that is not in the registry."""
+
+
+_REGISTRY: dict[str, Activation] = {}
+
+
+def register(name: str, fn: ActivationFn, description: str, *, overwrite: bool = False) -> Activation:
+  """Adds an activation to the registry.
+
+  Args:
+    name: lower-case identifier used in specs, CLI flags and plot labels.
+    fn: pure function `z: [n] -> [n]` for one example (vmap adds the other axes).
+    description: one line shown by `--help` and the README.
+    overwrite: replace an existing entry of the same name instead of raising.
+
+  Returns:
+    The registered `Activation`.
+  """
+  if not name or not name.replace("_", "").isalnum() or name != name.lower():
+    raise ValueError(f"activation name must be a lower-case identifier, got {name!r}")
+  if name in _REGISTRY and not overwrite:
+    raise ValueError(f"activation {name!r} is already registered (pass overwrite=True to replace it)")
+  act = Activation(name=name, fn=fn, description=description)
+  _REGISTRY[name] = act
+  return act
+
+
+def get(name: str) -> Activation:
+  """Looks an activation up by name; an unknown name lists the valid ones."""
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise UnknownActivationError(
+        f"unknown activation {name!r}; valid names: {', '.join(names())}") from None
+
+
+def names() -> tuple[str, ...]:
+  """All registered names, in registration order."""
+  return tuple(_REGISTRY)
+
+
+def describe() -> str:
+  """`name: description` lines, for CLI help and docs."""
+  return "\n".join(f"{a.name}: {a.description}" for a in _REGISTRY.values())
+
+
+def solu(z: jax.Array) -> jax.Array:
+  """SoLU(z) = z * softmax(z) over the n outputs of one example, without LayerNorm.
+
+  Elhage et al. 2022, "Softmax Linear Units".
+  """
+  return z * jax.nn.softmax(z, axis=-1)
+
+
+def make_stretched_sigmoid(eps: float) -> ActivationFn:
+  """Sigmoid rescaled to the open interval (-eps, 1 + eps).
+
+  The blog's future-work suggestion: a plain sigmoid can only approach 0 and 1, the ends
+  of the data range, with unbounded pre-activations.
+  """
+
+  def stretched_sigmoid(z: jax.Array) -> jax.Array:
+    return (1.0 + 2.0 * eps) * jax.nn.sigmoid(z) - eps
+
+  return stretched_sigmoid
+
+
+# The seven activations the study compares, in the order figures show them.
+STUDY = ("linear", "relu", "gelu", "silu", "sigmoid", "tanh", "solu")
+
+register("linear", lambda z: z, "identity (the linear baseline)")
+register("relu", jax.nn.relu, "max(0, x)")
+register("gelu", lambda z: jax.nn.gelu(z, approximate=False),
+         "exact GELU x*Phi(x) with erf, as PyTorch's default")
+register("gelu_tanh", lambda z: jax.nn.gelu(z, approximate=True),
+         "tanh approximation of GELU (jax.nn.gelu's default)")
+register("silu", jax.nn.silu, "x*sigmoid(x), a.k.a. swish")
+register("sigmoid", jax.nn.sigmoid, "1/(1+e^-x), range (0, 1)")
+register("tanh", jnp.tanh, "tanh(x), range (-1, 1)")
+register("solu", solu, "x*softmax(x) over the n outputs of an example (no LayerNorm)")
+register("sigmoid_stretched", make_stretched_sigmoid(0.1),
+         "sigmoid stretched to (-0.1, 1.1), the blog's future-work suggestion")

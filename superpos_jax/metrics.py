@@ -1,0 +1,95 @@
+"""Superposition metrics of one model's `W: [m, n]` (Elhage et al. 2022).
+
+Pure jax, one model at a time; vmap over grid axes. Column `W_i = W[:, i]` is feature i.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+# Below this norm a feature counts as unlearned: its direction Ŵ_i is undefined.
+_DEAD_NORM = 1e-6
+
+
+def gram(W: jax.Array) -> jax.Array:
+  """`WᵀW: [n, n]`; diagonal = squared feature norms, off-diagonal = interference."""
+  return W.T @ W
+
+
+def feature_norms(W: jax.Array) -> jax.Array:
+  """`‖W_i‖: [n]`."""
+  return jnp.sqrt(jnp.sum(W * W, axis=0))
+
+
+def _unit_columns(W: jax.Array) -> jax.Array:
+  """`Ŵ_i = W_i / ‖W_i‖`, and 0 for dead features (not NaN)."""
+  norms = feature_norms(W)
+  safe = jnp.where(norms > _DEAD_NORM, norms, 1.0)
+  return jnp.where(norms > _DEAD_NORM, W / safe, 0.0)
+
+
+def _projections_sq(W: jax.Array) -> jax.Array:
+  """`[i, j] = (Ŵ_i · W_j)²: [n, n]`."""
+  proj = _unit_columns(W).T @ W
+  return proj * proj
+
+
+def superposition(W: jax.Array) -> jax.Array:
+  """`Σ_{j≠i} (Ŵ_i·W_j)²: [n]`, how much other features interfere with feature i."""
+  p = _projections_sq(W)
+  return jnp.sum(p, axis=1) - jnp.diagonal(p)
+
+
+def feature_dimensionality(W: jax.Array) -> jax.Array:
+  """`D_i = ‖W_i‖² / Σ_j (Ŵ_i·W_j)²: [n]` (sum includes j = i; Elhage et al. §6).
+
+  1 for a feature with a dimension to itself, 1/2 for an antipodal pair, 0 (not NaN)
+  for an unlearned feature.
+  """
+  denom = jnp.sum(_projections_sq(W), axis=1)
+  norms_sq = jnp.sum(W * W, axis=0)
+  alive = feature_norms(W) > _DEAD_NORM
+  return jnp.where(alive, norms_sq / jnp.where(alive, denom, 1.0), 0.0)
+
+
+def dims_per_feature(W: jax.Array) -> jax.Array:
+  """`D* = m / ‖W‖_F²` (Elhage et al. §6): hidden dimensions per embedded feature.
+
+  Assumes embedded features have `‖W_i‖ ≈ 1`; activations whose weights grow larger
+  (sigmoid, SoLU) give a D* that is no longer "features per dimension".
+  """
+  m = W.shape[0]
+  return m / jnp.sum(W * W)
+
+
+# n=2, m=1 phase classes, in the order the plots' legends show them.
+PHASES = ("neither", "feature 1 only", "superposition", "feature 2 only", "ambiguous")
+NEITHER, FEATURE1, BOTH, FEATURE2, AMBIGUOUS = range(len(PHASES))
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseThresholds:
+  """Rule for the n=2, m=1 phase of a model from `‖W_1‖`, `‖W_2‖`.
+
+  A feature is *encoded* when its norm is above `encoded`, *not encoded* below
+  `not_encoded`; a model with a norm in between is *ambiguous*. The defaults are those
+  of public TMS replications (0.8 / 0.2).
+  """
+
+  encoded: float = 0.8
+  not_encoded: float = 0.2
+
+
+def classify_phase(W: jax.Array, thresholds: PhaseThresholds = PhaseThresholds()) -> jax.Array:
+  """Phase index (into `PHASES`) of an n=2 model `W: [m, 2]`."""
+  norms = feature_norms(W)
+  on = norms > thresholds.encoded
+  off = norms < thresholds.not_encoded
+  cls = jnp.select(
+      [on[0] & on[1], on[0] & off[1], off[0] & on[1], off[0] & off[1]],
+      [BOTH, FEATURE1, FEATURE2, NEITHER],
+      default=AMBIGUOUS)
+  return cls.astype(jnp.int32)

@@ -1,0 +1,19 @@
+"""Test configuration: silent broadcasting is an error (most bugs here would be one)."""
+
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_addoption(parser):
+  parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--runslow"):
+    return
+  skip = pytest.mark.skip(reason="slow: pass --runslow to run")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)
