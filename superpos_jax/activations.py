@@ -30,6 +30,7 @@ class Activation:
   name: str
   fn: ActivationFn
   description: str
+  elementwise: bool = True  # fn(z)[i] depends on z[i] alone (false for SoLU)
 
 
 class UnknownActivationError(ValueError):
@@ -39,13 +40,16 @@ class UnknownActivationError(ValueError):
 _REGISTRY: dict[str, Activation] = {}
 
 
-def register(name: str, fn: ActivationFn, description: str, *, overwrite: bool = False) -> Activation:
+def register(name: str, fn: ActivationFn, description: str, *, elementwise: bool = True,
+             overwrite: bool = False) -> Activation:
   """Adds an activation to the registry.
 
   Args:
     name: lower-case identifier used in specs, CLI flags and plot labels.
     fn: pure function `z: [n] -> [n]` for one example (vmap adds the other axes).
     description: one line shown by `--help` and the README.
+    elementwise: whether `fn` acts on each entry independently; if so the engine
+      applies it to a whole `[n, B]` batch at once (faster), otherwise it vmaps `fn`.
     overwrite: replace an existing entry of the same name instead of raising.
 
   Returns:
@@ -55,7 +59,7 @@ def register(name: str, fn: ActivationFn, description: str, *, overwrite: bool =
     raise ValueError(f"activation name must be a lower-case identifier, got {name!r}")
   if name in _REGISTRY and not overwrite:
     raise ValueError(f"activation {name!r} is already registered (pass overwrite=True to replace it)")
-  act = Activation(name=name, fn=fn, description=description)
+  act = Activation(name=name, fn=fn, description=description, elementwise=elementwise)
   _REGISTRY[name] = act
   return act
 
@@ -112,6 +116,7 @@ register("gelu_tanh", lambda z: jax.nn.gelu(z, approximate=True),
 register("silu", jax.nn.silu, "x*sigmoid(x), a.k.a. swish")
 register("sigmoid", jax.nn.sigmoid, "1/(1+e^-x), range (0, 1)")
 register("tanh", jnp.tanh, "tanh(x), range (-1, 1)")
-register("solu", solu, "x*softmax(x) over the n outputs of an example (no LayerNorm)")
+register("solu", solu, "x*softmax(x) over the n outputs of an example (no LayerNorm)",
+         elementwise=False)
 register("sigmoid_stretched", make_stretched_sigmoid(0.1),
          "sigmoid stretched to (-0.1, 1.1), the blog's future-work suggestion")

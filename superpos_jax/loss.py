@@ -20,7 +20,37 @@ def example_loss(params: Params, x: jax.Array, importance: jax.Array, act: Activ
   return jnp.sum(importance * err * err)
 
 
-def loss_fn(params: Params, xs: jax.Array, importance: jax.Array, act: ActivationFn) -> jax.Array:
-  """Mean of `example_loss` over a batch `xs: [B, n]`."""
-  per_example = jax.vmap(lambda x: example_loss(params, x, importance, act))(xs)
+def loss_fn(params: Params, xs: jax.Array, importance: jax.Array, act: ActivationFn,
+            *, batch_axis: int = 0) -> jax.Array:
+  """Mean of `example_loss` over a batch.
+
+  Args:
+    params: one model.
+    xs: examples, `[B, n]` (or `[n, B]` with `batch_axis=1`).
+    importance: `[n]`.
+    act: activation of one example.
+    batch_axis: the axis of `xs` that indexes examples. The engine passes `[n, B]`: the
+      batch then stays the minor (contiguous) axis of every intermediate, which is what
+      vectorises on CPU when n is tiny.
+  """
+  per_example = jax.vmap(lambda x: example_loss(params, x, importance, act), in_axes=batch_axis)(xs)
   return jnp.mean(per_example)
+
+
+def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: ActivationFn,
+               *, elementwise: bool = True) -> jax.Array:
+  """`loss_fn` for examples stored as columns, `xs: [n, B]`, written as two matmuls.
+
+  Same value as `loss_fn(params, xs, importance, act, batch_axis=1)` (a test checks it),
+  but the batch stays the minor axis of every intermediate and the products are plain
+  `[m, n] @ [n, B]` matmuls: the engine's hot path.
+
+  Args:
+    elementwise: `act` acts on each entry alone, so it can take `[n, B]` directly;
+      otherwise (SoLU) it is vmapped over the examples.
+  """
+  W, b = params
+  z = W.T @ (W @ xs) + b[:, None]  # [n, B]
+  out = act(z) if elementwise else jax.vmap(act, in_axes=1, out_axes=1)(z)
+  err = xs - out
+  return jnp.sum(importance[:, None] * err * err) / xs.shape[1]

@@ -26,7 +26,7 @@ def feature_norms(W: jax.Array) -> jax.Array:
 
 def _unit_columns(W: jax.Array) -> jax.Array:
   """`Ŵ_i = W_i / ‖W_i‖`, and 0 for dead features (not NaN)."""
-  norms = feature_norms(W)
+  norms = feature_norms(W)[None, :]
   safe = jnp.where(norms > _DEAD_NORM, norms, 1.0)
   return jnp.where(norms > _DEAD_NORM, W / safe, 0.0)
 

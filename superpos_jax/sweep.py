@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import json
 import math
+import operator
 import platform
 import subprocess
 import time
@@ -36,7 +37,7 @@ import numpy as np
 import optax
 
 from superpos_jax import activations, data, metrics, results
-from superpos_jax.loss import example_loss, loss_fn
+from superpos_jax.loss import batch_loss
 from superpos_jax.model import INITS, Params, init_params
 
 RNG_MODES = ("shared", "per_point")
@@ -101,8 +102,12 @@ class SweepSpec:
 
   def __post_init__(self):
     # Accept lists from callers, store tuples so the spec stays hashable.
-    for f in ("activations", "densities", "importances", "lrs", "seeds"):
-      object.__setattr__(self, f, tuple(getattr(self, f)))
+    for f, cast in (("activations", str), ("densities", float), ("importances", float),
+                    ("lrs", float), ("seeds", operator.index)):
+      try:
+        object.__setattr__(self, f, tuple(cast(v) for v in getattr(self, f)))
+      except (TypeError, ValueError):
+        raise SpecError(f"{f} must be a sequence of {getattr(cast, '__name__', cast)}, got {getattr(self, f)!r}") from None
     if self.importance_vectors is not None:
       object.__setattr__(self, "importance_vectors",
                          tuple(tuple(float(x) for x in v) for v in self.importance_vectors))
@@ -211,12 +216,17 @@ class _Static(NamedTuple):
   rng: str
   phase_encoded: float
   phase_not_encoded: float
+  chunk_size: int  # models trained together in one scan (see `choose_chunk_size`)
+  devices: tuple  # the grid's chunks are sharded over these
+  progress: bool  # report progress through a host callback once per log window
 
 
-def _static(spec: SweepSpec) -> _Static:
+def _static(spec: SweepSpec, chunk_size: int, devices: Sequence[jax.Device],
+            progress: bool) -> _Static:
   return _Static(spec.n, spec.m, spec.activations, spec.grid_shape, spec.steps,
                  spec.batch_size, spec.init, spec.init_instances, spec.log_every,
-                 spec.eval_size, spec.rng, spec.phase_encoded, spec.phase_not_encoded)
+                 spec.eval_size, spec.rng, spec.phase_encoded, spec.phase_not_encoded,
+                 chunk_size, tuple(devices), progress)
 
 
 def _float_bits(x: jax.Array) -> jax.Array:
@@ -229,107 +239,188 @@ def _optimizer(lr: jax.Array, weight_decay: jax.Array) -> optax.GradientTransfor
   return optax.adamw(learning_rate=lr, weight_decay=weight_decay)
 
 
-def _make_point_step(act: activations.ActivationFn):
-  """One AdamW step of one model on the batch `thin(u, density)`."""
+def _make_point_step(act: activations.Activation):
+  """One AdamW step of one model on the batch `thin(u, density)`, `u: [n, B]`."""
 
   def point_step(params, opt_state, u, density, importance, lr, weight_decay):
-    x = data.thin(u, density)  # [B, n]
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, importance, act)
+    x = data.thin(u, density)  # [n, B]: batch minor, see batch_loss
+    loss, grads = jax.value_and_grad(batch_loss)(params, x, importance, act.fn,
+                                                 elementwise=act.elementwise)
     updates, opt_state = _optimizer(lr, weight_decay).update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
   return point_step
 
 
-def _per_stream(fn, n_point_args: int):
-  """vmaps `fn(state..., u, *point_args)` over points (u shared) then over streams."""
-  inner = jax.vmap(fn, in_axes=(0, 0, None) + (0,) * n_point_args + (None,))
-  return jax.vmap(inner, in_axes=(0, 0, 0) + (0,) * n_point_args + (None,))
+# Bytes of per-chunk working set that keep a training step inside a core's L2 cache:
+# measured on the 2-core CPU, n=2 models ran 2x faster in chunks of ~128 than all at once.
+CACHE_BYTES = 2**20
+# Intermediates alive per model during one step, in units of one [n, B] float32 array.
+_LIVE_ARRAYS = 12
+
+
+def model_step_bytes(spec: SweepSpec) -> int:
+  """Approximate working-set bytes of one model during one training step."""
+  return 4 * _LIVE_ARRAYS * (spec.n + spec.m) * spec.batch_size + 4 * spec.n * spec.eval_size
+
+
+def estimate_memory(spec: SweepSpec, chunk_size: int) -> int:
+  """Approximate peak bytes of a run: chunk working set + every model's state and outputs."""
+  per_model_state = 4 * (4 * (spec.m * spec.n + spec.n) + len(spec.history_steps()) + 3 * spec.n + 8)
+  return chunk_size * model_step_bytes(spec) + 2 * spec.num_models * per_model_state
+
+
+def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: int = 1) -> int:
+  """Models per chunk: cache-sized for speed, shrunk further to fit `max_memory` bytes.
+
+  Raises:
+    SpecError: if even one model per chunk would exceed `max_memory`.
+  """
+  per_device = -(-spec.num_models // (len(spec.activations) * devices))
+  chunk = max(1, min(per_device, CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size)))
+  if max_memory is not None:
+    while chunk > 1 and estimate_memory(spec, chunk) > max_memory:
+      chunk //= 2
+    if estimate_memory(spec, chunk) > max_memory:
+      raise SpecError(
+          f"the grid needs about {estimate_memory(spec, 1) / 2**30:.2f} GiB even one model "
+          f"at a time, over the {max_memory / 2**30:.2f} GiB budget: shrink the grid or batch")
+  return chunk
+
+
+_TRACES: dict[_Static, int] = {}
+_progress_sink: list[Callable[[int, int], None]] = []
+
+
+def _report_progress(chunk, window):
+  if _progress_sink:
+    _progress_sink[-1](int(chunk), int(window))
 
 
 @functools.lru_cache(maxsize=32)
 def _program(static: _Static) -> Callable:
-  """Builds the jitted whole-grid training program for one static configuration."""
+  """Builds the jitted whole-grid training program for one static configuration.
+
+  Layout: points are ordered (seed, density, importance, lr) and cut into chunks of
+  `chunk_size` models (in shared-RNG mode a chunk never spans two seeds, so it draws one
+  `[n, B]` batch of uniforms per step for all its models). Each activation group maps a
+  full `lax.scan` over steps across its chunks (`lax.map`), so one chunk's working set
+  stays in cache for the whole run; chunks are sharded over `devices` with `shard_map`.
+  """
   A, D, I, L, S = static.grid_shape
-  n, B = static.n, static.batch_size
-  acts = [activations.get(a).fn for a in static.activations]
+  n, m, B, C = static.n, static.m, static.batch_size, static.chunk_size
+  Q = D * I * L
+  shared = static.rng == "shared"
+  acts = [activations.get(a) for a in static.activations]
   n_windows = len(np.arange(static.log_every, static.steps + 1, static.log_every))
   remainder = static.steps - n_windows * static.log_every
   thresholds = metrics.PhaseThresholds(static.phase_encoded, static.phase_not_encoded)
+  mesh = jax.sharding.Mesh(np.asarray(static.devices), ("grid",))
+  n_dev = len(static.devices)
+  # Chunk grid: shared mode cuts each seed's Q points separately.
+  per_seed_chunks = -(-Q // C)
+  n_chunks = S * per_seed_chunks if shared else -(-(S * Q) // C)
+  n_chunks = -(-n_chunks // n_dev) * n_dev  # whole chunks per device
 
-  @chex.assert_max_traces(n=1)
-  def train_grid(densities, importance_vectors, lrs, seeds, weight_decay):
-    # Points are ordered (seed, density, importance, lr). Streams own random numbers:
-    # shared mode: one stream per seed, holding Q = D*I*L points;
-    # per_point mode: one stream per point (Q = 1).
-    dens = jnp.broadcast_to(densities[None, :, None, None], (S, D, I, L))
-    imp = jnp.broadcast_to(importance_vectors[None, None, :, None, :], (S, D, I, L, n))
-    lr = jnp.broadcast_to(lrs[None, None, None, :], (S, D, I, L))
-    seed_keys = jax.vmap(jax.random.key)(seeds)  # [S]
-    if static.rng == "shared":
-      R, Q = S, D * I * L
-      stream_keys = seed_keys
+  def chunk_index() -> np.ndarray:
+    """`[n_chunks, C]` flat point index (into S*Q) of every chunk slot; pads repeat."""
+    if shared:
+      q = np.minimum(np.arange(per_seed_chunks * C), Q - 1).reshape(per_seed_chunks, C)
+      idx = (np.arange(S)[:, None, None] * Q + q[None]).reshape(-1, C)
     else:
-      R, Q = S * D * I * L, 1
-      imp_label = jnp.broadcast_to(
-          jnp.sum(_float_bits(importance_vectors) * (jnp.arange(n, dtype=jnp.uint32) + 1), -1)
-          [None, None, :, None], (S, D, I, L))
-      fold = jax.vmap(jax.random.fold_in)
-      keys = jnp.broadcast_to(seed_keys[:, None, None, None], (S, D, I, L)).reshape(-1)
-      keys = fold(keys, _float_bits(dens).reshape(-1))
-      keys = fold(keys, imp_label.reshape(-1))
-      stream_keys = fold(keys, _float_bits(lr).reshape(-1))
-    dens, lr = dens.reshape(R, Q), lr.reshape(R, Q)
-    imp = imp.reshape(R, Q, n)
+      idx = np.minimum(np.arange(-(-(S * Q) // C) * C), S * Q - 1).reshape(-1, C)
+    pad = np.repeat(idx[-1:], n_chunks - idx.shape[0], axis=0)
+    return np.concatenate([idx, pad])
 
-    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(stream_keys)
-    data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(stream_keys)
-    p0 = jax.vmap(lambda k: init_params(k, static.n, static.m, init=static.init,
-                                        instances=static.init_instances))(init_keys)
-    params = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (R, Q) + x.shape[1:]), p0)
-    opt_state = jax.vmap(jax.vmap(_optimizer(1.0, 0.0).init))(params)
-    state = tuple((params, opt_state) for _ in acts)
-    steppers = [_per_stream(_make_point_step(f), 3) for f in acts]
+  index = chunk_index()
+
+  def train_chunk(act, chunk_id, keys, dens, imp, lr, weight_decay):
+    """Trains C models (one chunk) for all steps; everything stays chunk-sized."""
+    point_step = jax.vmap(_make_point_step(act),
+                          in_axes=(0, 0, None if shared else 0, 0, 0, 0, None))
+    params = jax.vmap(lambda k: init_params(jax.random.fold_in(k, 0), n, m, init=static.init,
+                                            instances=static.init_instances))(keys)
+    opt_state = jax.vmap(_optimizer(1.0, 0.0).init)(params)
+    data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
 
     def one_step(state, t):
-      u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, t), (B, n)))(data_keys)
-      new_state, losses = [], []
-      for step_fn, (p, o) in zip(steppers, state):
-        p, o, loss = step_fn(p, o, u, dens, imp, lr, weight_decay)
-        new_state.append((p, o))
-        losses.append(loss)
-      return tuple(new_state), jnp.stack(losses)  # [A, R, Q]
+      draw = lambda k: jax.random.uniform(jax.random.fold_in(k, t), (n, B))
+      u = draw(data_keys[0]) if shared else jax.vmap(draw)(data_keys)
+      p, o, loss = point_step(*state, u, dens, imp, lr, weight_decay)
+      return (p, o), loss
 
     def window(state, start, length):
       state, losses = jax.lax.scan(one_step, state, start + jnp.arange(length))
       return state, jnp.mean(losses, axis=0)
 
     def full_window(state, w):
-      return window(state, w * static.log_every, static.log_every)
+      state, loss = window(state, w * static.log_every, static.log_every)
+      if static.progress:
+        jax.debug.callback(_report_progress, chunk_id, w)
+      return state, loss
 
-    state, history = jax.lax.scan(full_window, state, jnp.arange(n_windows))  # [W, A, R, Q]
+    state = (params, opt_state)
+    state, history = jax.lax.scan(full_window, state, jnp.arange(n_windows))  # [W, C]
     if remainder:
       state, last = window(state, n_windows * static.log_every, remainder)
       history = jnp.concatenate([history, last[None]], axis=0)
+    params = state[0]
 
-    # Evaluation on one fixed set shared by every model (fair comparison across seeds).
-    u_eval = jax.random.uniform(jax.random.key(EVAL_SEED), (static.eval_size, n))
+    # One fixed evaluation set for every model (fair comparison across seeds).
+    u_eval = jax.random.uniform(jax.random.key(EVAL_SEED), (n, static.eval_size))
 
-    def evaluate(act):
-      def one(p, density, importance):
-        xs = data.thin(u_eval, density)
-        return jnp.mean(jax.vmap(lambda x: example_loss(p, x, importance, act))(xs))
-      return jax.vmap(jax.vmap(one))
+    def evaluate(p, density, importance):
+      return batch_loss(p, data.thin(u_eval, density), importance, act.fn,
+                        elementwise=act.elementwise)
 
-    W = jnp.stack([s[0].W for s in state])  # [A, R, Q, m, n]
-    b = jnp.stack([s[0].b for s in state])
-    eval_loss = jnp.stack([evaluate(f)(s[0], dens, imp) for f, s in zip(acts, state)])
+    eval_loss = jax.vmap(evaluate)(params, dens, imp)
+    return params.W, params.b, history.T, eval_loss
 
-    per_model = lambda fn: jax.vmap(jax.vmap(jax.vmap(fn)))
+  def train_grid(densities, importance_vectors, lrs, seeds, weight_decay):
+    _TRACES[static] = _TRACES.get(static, 0) + 1
+    if _TRACES[static] > 1:  # a retrace would mean a silent recompilation per call
+      raise AssertionError(f"sweep program traced {_TRACES[static]} times for one spec")
+    dens = jnp.broadcast_to(densities[None, :, None, None], (S, D, I, L)).reshape(-1)
+    imp = jnp.broadcast_to(importance_vectors[None, None, :, None, :], (S, D, I, L, n))
+    imp = imp.reshape(-1, n)
+    lr = jnp.broadcast_to(lrs[None, None, None, :], (S, D, I, L)).reshape(-1)
+    keys = jnp.broadcast_to(jax.vmap(jax.random.key)(seeds)[:, None], (S, Q)).reshape(-1)
+    if not shared:
+      weights = (jnp.arange(n, dtype=jnp.uint32) + 1)[None, :]
+      imp_label = jnp.sum(_float_bits(importance_vectors) * weights, axis=-1)
+      imp_label = jnp.broadcast_to(imp_label[None, None, :, None], (S, D, I, L)).reshape(-1)
+      fold = jax.vmap(jax.random.fold_in)
+      keys = fold(fold(fold(keys, _float_bits(dens)), imp_label), _float_bits(lr))
+    chunked = [x[index] for x in (keys, dens, imp, lr)]  # [n_chunks, C, ...]
+    chunk_ids = jnp.arange(n_chunks)
+
+    def per_device(chunk_ids, keys, dens, imp, lr, weight_decay):
+      outs = []
+      for act in acts:
+        run_chunk = functools.partial(train_chunk, act, weight_decay=weight_decay)
+        outs.append(jax.lax.map(lambda a: run_chunk(*a), (chunk_ids, keys, dens, imp, lr)))
+      return tuple(jnp.stack(o) for o in zip(*outs))  # each [A, chunks, C, ...]
+
+    spec_grid = jax.sharding.PartitionSpec("grid")
+    spec_out = jax.sharding.PartitionSpec(None, "grid")
+    W, b, history, eval_loss = jax.shard_map(
+        per_device, mesh=mesh,
+        in_specs=(spec_grid,) * 5 + (jax.sharding.PartitionSpec(),),
+        out_specs=(spec_out,) * 4, check_vma=False)(chunk_ids, *chunked, weight_decay)
+
+    # Scatter chunk slots back to points (pads dropped): [A, S*Q, ...].
+    first = np.zeros(S * Q, np.int64)
+    first[index.ravel()[::-1]] = np.arange(index.size)[::-1]  # first slot of each point
+
+    def to_points(x):
+      return x.reshape((A, -1) + x.shape[3:])[:, first]
+
+    W, b, history, eval_loss = map(to_points, (W, b, history, eval_loss))
+    per_model = lambda fn: jax.vmap(jax.vmap(fn))
     out = {
         "W": W, "b": b,
-        "loss_history": jnp.moveaxis(history, 0, -1),
-        "final_loss": history[-1],
+        "loss_history": history,
+        "final_loss": history[..., -1],
         "eval_loss": eval_loss,
         "feature_norms": per_model(metrics.feature_norms)(W),
         "superposition": per_model(metrics.superposition)(W),
@@ -337,13 +428,12 @@ def _program(static: _Static) -> Callable:
         "dims_per_feature": per_model(metrics.dims_per_feature)(W),
     }
     finite_w = jnp.all(jnp.isfinite(W), axis=(-2, -1)) & jnp.all(jnp.isfinite(b), axis=-1)
-    out["diverged"] = ~(finite_w & jnp.all(jnp.isfinite(history), axis=0))
-    if static.n == 2:
+    out["diverged"] = ~(finite_w & jnp.all(jnp.isfinite(history), axis=-1))
+    if n == 2:
       out["phase"] = per_model(lambda w: metrics.classify_phase(w, thresholds))(W)
 
-    # [A, R, Q, ...] -> [A, D, I, L, S, ...]
-    def to_grid(x):
-      x = x.reshape((A, S, D, I, L) + x.shape[3:])
+    def to_grid(x):  # [A, S*Q, ...] -> [A, D, I, L, S, ...]
+      x = x.reshape((A, S, D, I, L) + x.shape[2:])
       return jnp.moveaxis(x, 1, 4)
 
     return {k: to_grid(v) for k, v in out.items()}
@@ -360,17 +450,27 @@ def program_inputs(spec: SweepSpec) -> tuple[jax.Array, ...]:
           jnp.asarray(spec.weight_decay, jnp.float32))
 
 
-def compiled_program(spec: SweepSpec):
-  """Lowers and compiles the program for `spec`; returns (compiled, compile seconds)."""
+def compiled_program(spec: SweepSpec, *, chunk_size: int | None = None,
+                     devices: Sequence[jax.Device] | None = None, progress: bool = False,
+                     max_memory: int | None = None):
+  """Lowers and compiles the program for `spec`.
+
+  Returns:
+    (compiled executable, compile seconds, the `_Static` it was built for).
+  """
+  devices = tuple(devices or jax.devices())
+  if chunk_size is None:
+    chunk_size = choose_chunk_size(spec, max_memory, len(devices))
+  static = _static(spec, chunk_size, devices, progress)
   t0 = time.perf_counter()
-  compiled = _program(_static(spec)).lower(*program_inputs(spec)).compile()
-  return compiled, time.perf_counter() - t0
+  compiled = _program(static).lower(*program_inputs(spec)).compile()
+  return compiled, time.perf_counter() - t0, static
 
 
-def environment() -> dict[str, Any]:
+def environment(devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Versions, backend and devices, for the result file's metadata."""
   import flax
-  devices = jax.devices()
+  devices = list(devices or jax.devices())
   try:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             timeout=5, cwd=__file__.rsplit("/", 2)[0]).stdout.strip() or None
@@ -388,20 +488,77 @@ def environment() -> dict[str, Any]:
       "numpy": np.__version__,
       "python": platform.python_version(),
       "platform": platform.platform(),
-      "backend": jax.default_backend(),
+      "backend": devices[0].platform,
       "device_count": len(devices),
       "device_kind": devices[0].device_kind,
       "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
 
 
-def run(spec: SweepSpec) -> results.SweepResult:
-  """Trains every model of `spec` in one compiled call and returns its results."""
-  compiled, compile_s = compiled_program(spec)
-  t0 = time.perf_counter()
-  out = compiled(*program_inputs(spec))
-  out = jax.tree.map(np.asarray, jax.block_until_ready(out))
-  run_s = time.perf_counter() - t0
+class _Progress:
+  """Prints `done%, model-steps/s, ETA` on one stderr line, from the program's callbacks."""
+
+  def __init__(self, spec: SweepSpec, static: _Static, stream=None):
+    import sys
+    self.stream = stream or sys.stderr
+    n_windows = len(np.arange(spec.log_every, spec.steps + 1, spec.log_every))
+    self.total = len(spec.activations) * _n_chunks(static) * n_windows
+    self.models_steps_per_tick = spec.num_models * spec.steps / self.total
+    self.count = 0
+    self.t0 = time.perf_counter()
+    self.last = 0.0
+
+  def __call__(self, chunk: int, window: int) -> None:
+    self.count += 1
+    now = time.perf_counter()
+    if now - self.last < 0.5 and self.count < self.total:
+      return
+    self.last = now
+    frac = self.count / self.total
+    rate = self.count * self.models_steps_per_tick / max(now - self.t0, 1e-9)
+    eta = (now - self.t0) * (1 - frac) / max(frac, 1e-9)
+    self.stream.write(f"\r  training {100 * frac:5.1f}% | {rate:,.0f} model-steps/s | "
+                      f"ETA {eta:6.0f}s ")
+    if self.count >= self.total:
+      self.stream.write("\n")
+    self.stream.flush()
+
+
+def _n_chunks(static: _Static) -> int:
+  A, D, I, L, S = static.grid_shape
+  Q = D * I * L
+  chunks = S * -(-Q // static.chunk_size) if static.rng == "shared" else -(-(S * Q) // static.chunk_size)
+  return -(-chunks // len(static.devices)) * len(static.devices)
+
+
+def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None = None,
+        max_memory: int | None = None,
+        devices: Sequence[jax.Device] | None = None) -> results.SweepResult:
+  """Trains every model of `spec` in one compiled call and returns its results.
+
+  Args:
+    spec: the grid and settings.
+    progress: print progress to stderr; None = only when stderr is a terminal.
+    chunk_size: models trained together per scan; None = cache-sized, and small enough
+      for `max_memory`. Results do not depend on it beyond float rounding.
+    max_memory: byte budget for the run (see `estimate_memory`); None = no limit.
+    devices: devices to shard the grid over; None = all of the default backend's.
+  """
+  import sys
+  if progress is None:
+    progress = sys.stderr.isatty()
+  compiled, compile_s, static = compiled_program(
+      spec, chunk_size=chunk_size, devices=devices, progress=progress, max_memory=max_memory)
+  if progress:
+    _progress_sink.append(_Progress(spec, static))
+  try:
+    t0 = time.perf_counter()
+    out = compiled(*program_inputs(spec))
+    out = jax.tree.map(np.asarray, jax.block_until_ready(out))
+    run_s = time.perf_counter() - t0
+  finally:
+    if progress:
+      _progress_sink.pop()
   coords = {
       "activation": np.asarray(spec.activations),
       "density": np.asarray(spec.densities, np.float64),
@@ -412,7 +569,9 @@ def run(spec: SweepSpec) -> results.SweepResult:
   meta = {
       "spec": spec.to_dict(),
       "spec_digest": spec.digest(),
-      "env": environment(),
+      "env": environment(static.devices),
+      "engine": {"chunk_size": static.chunk_size, "devices": len(static.devices),
+                 "estimated_bytes": estimate_memory(spec, static.chunk_size)},
       "timings": {"compile_s": compile_s, "run_s": run_s,
                   "model_steps_per_s": spec.num_models * spec.steps / run_s},
   }
