@@ -166,6 +166,9 @@ def save(result: SweepResult, path: str | os.PathLike) -> str:
       np.savez_compressed(f, **arrays)
       f.flush()
       os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import operator
+import os
 import platform
 import subprocess
 import time
@@ -193,11 +195,20 @@ class SweepSpec:
     return cls(**d)
 
   def digest(self) -> str:
-    """Short hash of the spec (with the package version), to key cached results."""
-    import hashlib
-    from superpos_jax import __version__
-    text = json.dumps({"spec": self.to_dict(), "version": __version__}, sort_keys=True)
+    """Short hash of the spec and the engine's source code, to key cached results."""
+    text = json.dumps({"spec": self.to_dict(), "code": _engine_source_hash()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _engine_source_hash() -> str:
+  """Hash of the modules whose code decides the numbers (not plots, not the CLI)."""
+  folder = os.path.dirname(os.path.abspath(__file__))
+  h = hashlib.sha256()
+  for name in ("activations", "data", "model", "loss", "metrics", "sweep"):
+    with open(os.path.join(folder, f"{name}.py"), "rb") as f:
+      h.update(f.read())
+  return h.hexdigest()
 
 
 class _Static(NamedTuple):
@@ -553,8 +564,11 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None
     _progress_sink.append(_Progress(spec, static))
   try:
     t0 = time.perf_counter()
-    out = compiled(*program_inputs(spec))
-    out = jax.tree.map(np.asarray, jax.block_until_ready(out))
+    out = jax.block_until_ready(compiled(*program_inputs(spec)))
+    if jax.process_count() > 1:  # multi-host: every process gets the whole grid
+      from jax.experimental import multihost_utils
+      out = multihost_utils.process_allgather(out, tiled=True)
+    out = jax.tree.map(np.asarray, out)
     run_s = time.perf_counter() - t0
   finally:
     if progress:
