@@ -9,8 +9,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from superpos_jax import cli  # noqa: E402  (cli first: it sets XLA_FLAGS before jax loads)
 
-import argparse  # noqa: E402
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -20,7 +18,7 @@ NAME = "input_batches"
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--sparsities", type=cli.float_list, default=(0.5, 0.99),
                  help="comma-separated sparsities S (default 0.5,0.99)")
   p.add_argument("--features", type=cli.positive_int, default=20)

@@ -49,10 +49,21 @@ def positive_int(text: str) -> int:
   return v
 
 
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse, but a bad flag prints one line (not the whole usage block) and exits 2."""
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+    super().__init__(**kwargs)
+
+  def error(self, message):
+    self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser(doc: str, presets: dict[str, dict[str, Any]]) -> argparse.ArgumentParser:
   """Parser with the flags every experiment takes; `doc` is the script's docstring."""
-  p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog="activations:\n  " + activations.describe().replace("\n", "\n  "))
+  p = ArgumentParser(description=doc,
+                     epilog="activations:\n  " + activations.describe().replace("\n", "\n  "))
   p.add_argument("--preset", choices=sorted(presets), default="paper",
                  help="paper: the study's settings (default); quick: same code path in seconds")
   p.add_argument("--backend", choices=BACKENDS, default="cpu", help="JAX backend (default cpu)")

@@ -103,6 +103,10 @@ class SweepSpec:
   phase_not_encoded: float = 0.2
 
   def __post_init__(self):
+    for f in ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_instances"):
+      v = getattr(self, f)
+      if isinstance(v, np.integer):  # keep the spec JSON-able
+        object.__setattr__(self, f, int(v))
     # Accept lists from callers, store tuples so the spec stays hashable.
     for f, cast in (("activations", str), ("densities", float), ("importances", float),
                     ("lrs", float), ("seeds", operator.index)):
@@ -266,6 +270,7 @@ def _make_point_step(act: activations.Activation):
 # Bytes of per-chunk working set that keep a training step inside a core's L2 cache:
 # measured on the 2-core CPU, n=2 models ran 2x faster in chunks of ~128 than all at once.
 CACHE_BYTES = 2**20
+MIN_CHUNK = 8
 # Intermediates alive per model during one step, in units of one [n, B] float32 array.
 _LIVE_ARRAYS = 12
 
@@ -288,7 +293,11 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
     SpecError: if even one model per chunk would exceed `max_memory`.
   """
   per_device = -(-spec.num_models // (len(spec.activations) * devices))
-  chunk = max(1, min(per_device, CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size)))
+  # Large models (n=200) overflow the cache even alone; there a few models per chunk still
+  # pay, because the batched matmuls amortise their per-call overhead (measured 2.3x from
+  # 1 to 8 models at n=200, m=20 on the 2-core CPU).
+  cache_chunk = CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size)
+  chunk = max(1, min(per_device, max(cache_chunk, MIN_CHUNK)))
   if max_memory is not None:
     while chunk > 1 and estimate_memory(spec, chunk) > max_memory:
       chunk //= 2
@@ -318,6 +327,7 @@ def _program(static: _Static) -> Callable:
   full `lax.scan` over steps across its chunks (`lax.map`), so one chunk's working set
   stays in cache for the whole run; chunks are sharded over `devices` with `shard_map`.
   """
+  _TRACES[static] = 0  # a fresh build (also after lru_cache eviction) may trace once
   A, D, I, L, S = static.grid_shape
   n, m, B, C = static.n, static.m, static.batch_size, static.chunk_size
   Q = D * I * L
@@ -440,6 +450,10 @@ def _program(static: _Static) -> Callable:
     }
     finite_w = jnp.all(jnp.isfinite(W), axis=(-2, -1)) & jnp.all(jnp.isfinite(b), axis=-1)
     out["diverged"] = ~(finite_w & jnp.all(jnp.isfinite(history), axis=-1))
+    # A NaN model can still score a finite loss (relu(NaN) may come out as 0): never let
+    # it look like a good seed.
+    out["eval_loss"] = jnp.where(out["diverged"], jnp.nan, out["eval_loss"])
+    out["final_loss"] = jnp.where(out["diverged"], jnp.nan, out["final_loss"])
     if n == 2:
       out["phase"] = per_model(lambda w: metrics.classify_phase(w, thresholds))(W)
 
@@ -472,6 +486,12 @@ def compiled_program(spec: SweepSpec, *, chunk_size: int | None = None,
   devices = tuple(devices or jax.devices())
   if chunk_size is None:
     chunk_size = choose_chunk_size(spec, max_memory, len(devices))
+  elif not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+  elif max_memory is not None and estimate_memory(spec, chunk_size) > max_memory:
+    raise SpecError(f"chunk_size={chunk_size} needs about "
+                    f"{estimate_memory(spec, chunk_size) / 2**30:.2f} GiB, over the "
+                    f"{max_memory / 2**30:.2f} GiB budget")
   static = _static(spec, chunk_size, devices, progress)
   t0 = time.perf_counter()
   compiled = _program(static).lower(*program_inputs(spec)).compile()
@@ -513,7 +533,7 @@ class _Progress:
     import sys
     self.stream = stream or sys.stderr
     n_windows = len(np.arange(spec.log_every, spec.steps + 1, spec.log_every))
-    self.total = len(spec.activations) * _n_chunks(static) * n_windows
+    self.total = max(1, len(spec.activations) * _n_chunks(static) * n_windows)
     self.models_steps_per_tick = spec.num_models * spec.steps / self.total
     self.count = 0
     self.t0 = time.perf_counter()

@@ -144,9 +144,7 @@ def test_registered_activation_runs_in_a_sweep(registry):
   assert "test_zero" in activations.names()
   spec = sweep.SweepSpec(n=3, m=2, activations=("relu", "test_relu_copy", "test_zero"),
                          steps=20, **TINY)
-  chex.clear_trace_counter()  # workaround, see test_sweep.test_two_static_configs_in_one_process
-  with jax.numpy_rank_promotion("allow"):  # workaround, see test_metrics rank-promotion xfail
-    res = sweep.run(spec)
+  res = sweep.run(spec)
   chex.assert_trees_all_close(res.sel(activation="relu").data,
                               res.sel(activation="test_relu_copy").data, rtol=1e-6, atol=1e-7)
   zero_loss = float(res.sel(activation="test_zero")["eval_loss"].squeeze())

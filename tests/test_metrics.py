@@ -9,24 +9,17 @@ import pytest
 from superpos_jax import metrics, results
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _allow_rank_promotion():
-  """WORKAROUND: metrics._unit_columns broadcasts [m, n] / [n] implicitly, which the
-  suite's jax_numpy_rank_promotion="raise" rejects (see the strict xfail below). Delete
-  this fixture once that is fixed."""
-  with jax.numpy_rank_promotion("allow"):
-    yield
-
-
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG metrics._unit_columns: `W / safe` and `jnp.where(norms > _DEAD_NORM, ...)` "
-    "broadcast [m, n] against [n] by rank promotion; under the suite's "
-    "jax_numpy_rank_promotion='raise' every metric (and so every sweep.run) fails. "
-    "Fix: `safe[None, :]`, `(norms > _DEAD_NORM)[None, :]`."))
 def test_metrics_obey_rank_promotion_raise():
-  """Metrics work without implicit rank promotion (the suite's broadcasting guard)."""
+  """Metrics work without implicit rank promotion (the suite's broadcasting guard).
+
+  Was a bug: metrics._unit_columns broadcast [m, n] against [n] implicitly.
+  """
+  W = jnp.asarray([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0]])  # m=2, n=3, a dead feature
   with jax.numpy_rank_promotion("raise"):
-    metrics.superposition(jnp.asarray([[1.0, -1.0]]))
+    sup = metrics.superposition(W)
+    dim = metrics.feature_dimensionality(W)
+  np.testing.assert_allclose(np.asarray(sup), [1.0, 1.0, 0.0], rtol=1e-6, atol=0)
+  np.testing.assert_allclose(np.asarray(dim), [0.5, 0.5, 0.0], rtol=1e-6, atol=0)
 
 
 def _np_metrics(W):

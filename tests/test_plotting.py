@@ -7,8 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import chex
-import jax
 import numpy as np
 import pytest
 from matplotlib import patches as mpatches
@@ -26,21 +24,12 @@ SPEC_N10 = sweep.SweepSpec(n=10, m=5, activations=("relu", "sigmoid", "solu"),
                            steps=20, log_every=10, eval_size=256, batch_size=64)
 
 
-def _run(spec):
-  # These results only feed the plots; the engine has its own tests. So: reset sweep's
-  # chex.assert_max_traces counter, which all static configs of one process share (see
-  # test_sweep.py), and let metrics.py broadcast [m, n] / [n] as numpy would, which
-  # conftest's rank_promotion="raise" rejects.
-  chex.clear_trace_counter()
-  with jax.numpy_rank_promotion("allow"):
-    return sweep.run(spec)
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
   """Two tiny trained results saved to .npz: (n=2 path, n=10 path)."""
   folder = tmp_path_factory.mktemp("results")
-  return (results.save(_run(SPEC_N2), folder / "n2"), results.save(_run(SPEC_N10), folder / "n10"))
+  return (results.save(sweep.run(SPEC_N2), folder / "n2"),
+          results.save(sweep.run(SPEC_N10), folder / "n10"))
 
 
 def _assert_png(path):

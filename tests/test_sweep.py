@@ -1,5 +1,6 @@
 """The sweep engine: spec validation, result layout, equivalence, compile-once, learning."""
 
+import functools
 import json
 
 import chex
@@ -19,24 +20,6 @@ GRID = dict(n=5, m=2, activations=("relu", "tanh"), densities=(1.0, 0.1, 0.01),
 POINT = dict(activation="tanh", density=0.1, importance=0.9, lr=1e-2, seed=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _allow_rank_promotion():
-  """WORKAROUND for the rank-promotion bugs (metrics._unit_columns, sweep per_point keys;
-  see test_metrics and test_per_point_keys_obey_rank_promotion_raise). Delete once fixed."""
-  with jax.numpy_rank_promotion("allow"):
-    yield
-
-
-def _run(spec):
-  """sweep.run, resetting chex's trace counter first.
-
-  WORKAROUND: every `train_grid` closure shares one chex trace counter, so a second static
-  configuration in a process raises (see test_two_static_configs_in_one_process).
-  """
-  chex.clear_trace_counter()
-  return sweep.run(spec)
-
-
 def _alone(rng):
   return sweep.SweepSpec(**dict(GRID, activations=(POINT["activation"],),
                                 densities=(POINT["density"],), importances=(POINT["importance"],),
@@ -46,8 +29,8 @@ def _alone(rng):
 @pytest.fixture(scope="module", params=["shared", "per_point"])
 def grid_and_alone(request):
   rng = request.param
-  grid = _run(sweep.SweepSpec(**dict(GRID, rng=rng)))
-  alone = _run(_alone(rng))
+  grid = sweep.run(sweep.SweepSpec(**dict(GRID, rng=rng)))
+  alone = sweep.run(_alone(rng))
   return rng, grid, alone
 
 
@@ -110,24 +93,33 @@ def test_spec_accepts_lists_and_stays_hashable():
   assert sweep.SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG SweepSpec: validate() accepts numpy integer seeds (and n, m, steps...) via "
-    "np.integer, but __post_init__ keeps them as np.int64, so to_dict() is not JSON "
-    "serialisable: digest() (called by sweep.run) and results.save crash with "
-    "'Object of type int64 is not JSON serializable'. Fix: int() them in __post_init__."))
 def test_numpy_integer_seeds_are_json_safe():
-  """seeds=np.arange(k), which validate() explicitly allows, gives a usable spec."""
+  """seeds=np.arange(k), which validate() allows, are stored as ints: digest and JSON work.
+
+  Was a bug: np.int64 seeds stayed in the spec and broke json.dumps in digest()/save.
+  """
   spec = _spec(seeds=np.arange(3))
-  spec.digest()
+  assert spec.seeds == (0, 1, 2)
+  assert all(type(s) is int for s in spec.seeds)
+  assert spec.digest() == _spec(seeds=(0, 1, 2)).digest()
+  json.dumps(spec.to_dict())
 
 
-@pytest.mark.xfail(strict=True, raises=sweep.SpecError, reason=(
-    "BUG SweepSpec.validate: densities/lrs are checked with isinstance(d, (int, float)), "
-    "so np.float32 values (not a float subclass) are rejected with the false message "
-    "'every density must be in (0, 1], got 0.5'. Fix: convert with float() in __post_init__."))
+def test_numpy_integer_sizes_are_json_safe():
+  """n, m, steps given as numpy integers (e.g. from np.arange) give a usable spec."""
+  spec = _spec(n=np.int64(5), m=np.int64(2), steps=np.int64(20))
+  assert spec.digest() == _spec().digest()
+
+
 def test_float32_densities_are_accepted():
-  """densities given as a float32 array (in range) are valid."""
-  _spec(densities=np.asarray([0.5, 0.1], np.float32))
+  """densities given as a float32 array (in range) are valid and stored as floats.
+
+  Was a bug: np.float32 values failed isinstance(d, float) and were rejected.
+  """
+  spec = _spec(densities=np.asarray([0.5, 0.1], np.float32), lrs=np.asarray([1e-2], np.float32))
+  assert all(type(d) is float for d in spec.densities + spec.lrs)
+  np.testing.assert_allclose(spec.densities, [0.5, 0.1], rtol=1e-7, atol=0)
+  json.dumps(spec.to_dict())
 
 
 # ---------------------------------------------------------------------------- layout
@@ -195,6 +187,37 @@ def test_point_alone_equals_point_in_grid(grid_and_alone):
   assert not np.allclose(in_grid["W"], other["W"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def grid_chunked(grid_and_alone):
+  """GRID run again with chunk sizes 1 and 5: {chunk_size: result}."""
+  rng = grid_and_alone[0]
+  spec = sweep.SweepSpec(**dict(GRID, rng=rng))
+  return {c: sweep.run(spec, chunk_size=c) for c in (1, 5)}
+
+
+def test_chunk_size_does_not_change_results(grid, grid_chunked):
+  """Chunks of 1, 5 and the default (24) train to the same numbers, pads dropped.
+
+  GRID has 12 points per seed and 24 per activation: chunks of 5 carry pads in both rng
+  modes (15 and 25 slots), the default pads each seed's 12 points to 24 in shared mode,
+  and chunks of 1 train every model on its own.
+  """
+  assert grid.meta["engine"]["chunk_size"] == 24
+  ok = ~grid["diverged"]  # diverged models hold inf/NaN garbage that need not agree
+  assert ok.sum() == 24
+  for c, res in grid_chunked.items():
+    assert res.meta["engine"]["chunk_size"] == c
+    np.testing.assert_array_equal(res["diverged"], grid["diverged"])
+    for k in ("W", "b", "loss_history", "eval_loss", "feature_dimensionality"):
+      np.testing.assert_allclose(res[k][ok], grid[k][ok], rtol=1e-4, atol=1e-5,
+                                 err_msg=f"chunk_size={c}: {k}")
+  # Not vacuous: the sane models all differ at this tolerance (none copied from a pad).
+  W = grid.sel(lr=1e-2)["W"].reshape(-1, 2 * 5)
+  for i in range(len(W)):
+    for j in range(i):
+      assert not np.allclose(W[i], W[j], rtol=1e-4, atol=1e-5), (i, j)
+
+
 def test_seeds_differ(grid):
   """Different seeds give different weights at the same grid point."""
   sel = dict(POINT)
@@ -207,16 +230,17 @@ def test_seeds_differ(grid):
 def test_rng_modes_differ(grid_and_alone):
   """rng modes differ: per_point draws other numbers than shared for the same point."""
   rng, grid, _ = grid_and_alone
-  other = _run(_alone("per_point" if rng == "shared" else "shared"))
+  other = sweep.run(_alone("per_point" if rng == "shared" else "shared"))
   assert not np.allclose(grid.sel(**POINT)["W"], other.sel(**POINT)["W"], rtol=1e-3, atol=1e-4)
 
 
-def test_rerun_is_bit_identical():
-  """The same spec run twice gives bit-identical arrays."""
-  a = _run(_alone("shared"))
-  b = _run(_alone("shared"))
-  for k in a.data:
-    np.testing.assert_array_equal(a.data[k], b.data[k], err_msg=k)
+def test_rerun_is_bit_identical(grid_and_alone):
+  """The same grid run twice gives bit-identical arrays (diverged NaNs included)."""
+  rng, grid, _ = grid_and_alone
+  again = sweep.run(sweep.SweepSpec(**dict(GRID, rng=rng)))
+  assert set(again.data) == set(grid.data)
+  for k in grid.data:
+    np.testing.assert_array_equal(again.data[k], grid.data[k], err_msg=k)
 
 
 # ---------------------------------------------------------------------------- divergence
@@ -232,6 +256,13 @@ def test_diverged_only_where_lr_is_huge(grid):
     assert np.isfinite(sane[k]).all(), k
 
 
+def test_diverged_models_have_no_finite_eval_loss(grid):
+  """A diverged model's eval_loss is NaN, so no seed rule can prefer it."""
+  diverged = grid["diverged"]
+  assert diverged.any()
+  assert not np.isfinite(grid["eval_loss"][diverged]).any()
+
+
 # ---------------------------------------------------------------------------- compile once
 
 LINEAR = dict(n=5, m=5, activations=("linear",), importance_kind="uniform", importances=(1.0,),
@@ -240,73 +271,91 @@ LINEAR = dict(n=5, m=5, activations=("linear",), importance_kind="uniform", impo
 
 @pytest.fixture(scope="module")
 def linear_runs():
-  """Two specs with equal shapes but other density/lr values, with backend compiles counted."""
+  """Two specs with equal shapes but other density/lr values, with compiles counted.
+
+  Returns (first result, second result, static of the second, counts) where counts holds
+  the `_program` cache misses/hits and the backend compiles of each run.
+  """
   compiles = []
 
   def listener(event, duration, **kw):
     if event == "/jax/core/compile/backend_compile_duration":
       compiles.append(event)
 
+  counts = {}
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
-    first = _run(sweep.SweepSpec(**LINEAR))
-    n_first = len(compiles)
-    # No _run: the chex guard inside the program must not fire on this second call.
-    second = sweep.run(sweep.SweepSpec(**dict(LINEAR, densities=(0.5,), lrs=(3e-3,))))
-    n_second = len(compiles) - n_first
+    info0 = sweep._program.cache_info()
+    first = sweep.run(sweep.SweepSpec(**LINEAR))
+    info1 = sweep._program.cache_info()
+    counts["compiles_first"] = len(compiles)
+    spec_b = sweep.SweepSpec(**dict(LINEAR, densities=(0.5,), lrs=(3e-3,)))
+    second = sweep.run(spec_b)
+    info2 = sweep._program.cache_info()
+    counts["compiles_second"] = len(compiles) - counts["compiles_first"]
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  return first, second, n_first, n_second
+  counts["misses_first"] = info1.misses - info0.misses
+  counts["misses_second"] = info2.misses - info1.misses
+  counts["hits_second"] = info2.hits - info1.hits
+  # The static the second run used, rebuilt from its recorded engine settings.
+  static = sweep._static(spec_b, second.meta["engine"]["chunk_size"], jax.devices(), False)
+  return first, second, static, counts
 
 
 def test_compiles_once(linear_runs):
-  """New density/lr values with the same shapes reuse the program: no backend compile.
+  """New density/lr values with the same shapes reuse the program: one trace, one compile.
 
-  (`_program(...)._cache_size()` stays 0 here because `run` compiles ahead of time with
-  `.lower().compile()`, which bypasses jit's call cache; backend compile events are the
-  observable instead.)
+  (`run` compiles ahead of time with `.lower().compile()`, which bypasses jit's call
+  cache, so `_program`'s lru cache, the per-static trace counter and the backend compile
+  events are the observables.)
   """
-  first, second, n_first, n_second = linear_runs
-  spec_a = sweep.SweepSpec(**LINEAR)
-  spec_b = sweep.SweepSpec(**dict(LINEAR, densities=(0.5,), lrs=(3e-3,)))
-  assert sweep._program(sweep._static(spec_a)) is sweep._program(sweep._static(spec_b))
-  assert n_first >= 1
-  assert n_second == 0
+  first, second, static, counts = linear_runs
+  assert counts["misses_first"] == 1  # LINEAR's static is used by no other test
+  assert counts["misses_second"] == 0 and counts["hits_second"] == 1
+  assert sweep._TRACES[static] == 1
+  assert counts["compiles_first"] >= 1
+  assert counts["compiles_second"] == 0
   assert not np.allclose(first["W"], second["W"])
   assert second.meta["timings"]["compile_s"] < first.meta["timings"]["compile_s"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG sweep._program: chex.assert_max_traces(n=1) keys its counter on the definition "
-    "site (call stack + source), which is the same for every `train_grid` closure, so a "
-    "SECOND static configuration in the same process (other n, m, grid shape, steps...) "
-    "raises '[Chex] Function train_grid is traced > 1 times!'. Any script or notebook that "
-    "runs two differently-shaped sweeps fails. Fix: count traces per static (e.g. a dict "
-    "keyed by `static`), or clear the counter in _program."))
 def test_two_static_configs_in_one_process():
-  """Two differently-shaped specs can be lowered one after the other."""
-  chex.clear_trace_counter()
+  """Two differently-shaped specs run one after the other, each traced exactly once.
+
+  Was a bug: chex.assert_max_traces shared one counter across every static configuration.
+  """
   for m in (1, 2):
     spec = sweep.SweepSpec(n=3, m=m, activations=("relu",), steps=3, **TINY)
-    sweep._program(sweep._static(spec)).lower(*sweep.program_inputs(spec))
+    static = sweep._static(spec, 1, jax.devices(), False)
+    for _ in range(2):  # the second lowering reuses the trace
+      sweep._program(static).lower(*sweep.program_inputs(spec))
+      assert sweep._TRACES[static] == 1
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG sweep._program (rng='per_point'): `_float_bits(importance_vectors) * "
-    "(jnp.arange(n) + 1)` multiplies [I, n] by [n] by rank promotion, which the suite's "
-    "jax_numpy_rank_promotion='raise' rejects. Fix: `(jnp.arange(n) + 1)[None, :]`."))
-def test_per_point_keys_obey_rank_promotion_raise(monkeypatch):
-  """rng='per_point' traces without implicit rank promotion (metrics bug patched out)."""
+def test_evicted_program_can_be_rebuilt(monkeypatch):
+  """A static configuration evicted from the program cache can be compiled again.
 
-  def unit_columns(W):  # metrics._unit_columns with explicit broadcasting
-    norms = metrics.feature_norms(W)[None, :]
-    return jax.numpy.where(norms > 1e-6, W / jax.numpy.where(norms > 1e-6, norms, 1.0), 0.0)
+  The cache is shrunk to one entry so that eviction happens after two configs, not 33.
+  """
+  monkeypatch.setattr(sweep, "_program", functools.lru_cache(maxsize=1)(sweep._program.__wrapped__))
+  monkeypatch.setattr(sweep, "_TRACES", {})
+  specs = [sweep.SweepSpec(n=3, m=m, activations=("relu",), steps=2, **TINY) for m in (1, 2, 1)]
+  for spec in specs:
+    static = sweep._static(spec, 1, jax.devices(), False)
+    sweep._program(static).lower(*sweep.program_inputs(spec))
 
-  monkeypatch.setattr(metrics, "_unit_columns", unit_columns)
-  chex.clear_trace_counter()
-  spec = sweep.SweepSpec(n=4, m=3, activations=("relu",), steps=3, rng="per_point", **TINY)
+
+def test_per_point_keys_obey_rank_promotion_raise():
+  """rng='per_point' traces without implicit rank promotion (GRID also runs it).
+
+  Was a bug: the per-point importance label multiplied [I, n] by [n] by rank promotion.
+  """
+  spec = sweep.SweepSpec(n=4, m=3, activations=("relu",), importances=(0.7, 0.9), steps=3,
+                         rng="per_point", **TINY)
   with jax.numpy_rank_promotion("raise"):
-    sweep._program(sweep._static(spec)).lower(*sweep.program_inputs(spec))
+    sweep._program(sweep._static(spec, 2, jax.devices(), False)).lower(
+        *sweep.program_inputs(spec))
 
 
 # ---------------------------------------------------------------------------- learning
@@ -329,7 +378,7 @@ def test_relu_n2_drops_the_less_important_feature():
   """
   spec = sweep.SweepSpec(n=2, m=1, activations=("relu",), importance_kind="relative",
                          importances=(0.1,), lrs=(1e-2,), seeds=(0, 1, 2), steps=1500, **TINY)
-  res = _run(spec).sel(activation="relu", density=1.0, importance=0.1, lr=1e-2)
+  res = sweep.run(spec).sel(activation="relu", density=1.0, importance=0.1, lr=1e-2)
   chex.assert_shape(res["phase"], (3,))  # n = 2: phase is present
   norms = res["feature_norms"]
   np.testing.assert_allclose(norms[:, 0], 1.0, rtol=0, atol=0.05)
@@ -344,7 +393,7 @@ def test_study_grid_runs_and_round_trips(tmp_path):
   """7 activations × 20 densities × 3 seeds at n=10, m=5 in one call; the npz explains itself."""
   densities = tuple(float(d) for d in 20.0 ** -np.linspace(0, 1, 20))
   spec = sweep.SweepSpec(n=10, m=5, densities=densities, seeds=(0, 1, 2), steps=10, **TINY)
-  res = _run(spec)
+  res = sweep.run(spec)
   assert spec.grid_shape == (7, 20, 1, 1, 3)
   chex.assert_shape(res["W"], (7, 20, 1, 1, 3, 5, 10))
   assert not res["diverged"].any()

@@ -1,0 +1,226 @@
+"""The engine's hot path and layout: batch_loss, chunking, sharding, memory, progress."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from superpos_jax import activations, data, results, sweep
+from superpos_jax.loss import batch_loss, loss_fn
+from superpos_jax.model import init_params
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(batch_size=64, eval_size=256, log_every=10)
+TOL = dict(rtol=1e-4, atol=1e-5)
+ARRAYS = ("W", "b", "loss_history", "eval_loss")
+
+
+def _assert_results_close(a, b, **tol):
+  for k in ARRAYS:
+    np.testing.assert_allclose(a.data[k], b.data[k], err_msg=k, **(tol or TOL))
+
+
+# ---------------------------------------------------------------------------- batch_loss
+
+@pytest.mark.parametrize("name", activations.names())
+def test_batch_loss_equals_loss_fn(name):
+  """batch_loss on columns [n, B] equals loss_fn on rows [B, n], every registered activation.
+
+  Non-elementwise activations (SoLU) take elementwise=False; its value is checked on data
+  where applying SoLU to the whole [n, B] block at once would give another number.
+  """
+  act = activations.get(name)
+  n, m, B = 6, 3, 32
+  params = init_params(jax.random.key(1), n, m)
+  params = params._replace(b=jax.random.normal(jax.random.key(2), (n,)) * 0.3)
+  u = jax.random.uniform(jax.random.key(3), (n, B))
+  xs_cols = data.thin(u, jnp.float32(0.5))  # [n, B]
+  imp = jnp.asarray(0.8 ** np.arange(n), jnp.float32)
+  got = jax.jit(lambda p, x, i: batch_loss(p, x, i, act.fn, elementwise=act.elementwise))(
+      params, xs_cols, imp)
+  want = jax.jit(lambda p, x, i: loss_fn(p, x, i, act.fn))(params, xs_cols.T, imp)
+  chex.assert_shape(got, ())
+  np.testing.assert_allclose(float(got), float(want), rtol=1e-5, atol=0)
+  if not act.elementwise:  # the flag matters: the wrong path gives another loss
+    wrong = batch_loss(params, xs_cols, imp, act.fn, elementwise=True)
+    assert abs(float(wrong) - float(want)) > 1e-4 * abs(float(want))
+
+
+def test_batch_loss_gradient_equals_loss_fn_gradient():
+  """The engine differentiates batch_loss: its gradient equals loss_fn's too (SoLU, ReLU)."""
+  n, m, B = 5, 2, 16
+  params = init_params(jax.random.key(4), n, m)
+  xs_cols = data.thin(jax.random.uniform(jax.random.key(5), (n, B)), jnp.float32(0.4))
+  imp = jnp.ones((n,), jnp.float32)
+  for name in ("relu", "solu"):
+    act = activations.get(name)
+    g = jax.jit(jax.grad(lambda p: batch_loss(p, xs_cols, imp, act.fn,
+                                              elementwise=act.elementwise)))(params)
+    want = jax.jit(jax.grad(lambda p: loss_fn(p, xs_cols.T, imp, act.fn)))(params)
+    chex.assert_trees_all_close(g, want, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------- devices
+
+_SHARDED_SCRIPT = textwrap.dedent("""
+    import sys
+    import jax
+    from superpos_jax import results, sweep
+    assert jax.device_count() == 4, jax.devices()
+    for rng in ("shared", "per_point"):
+      spec = sweep.SweepSpec(n=3, m=2, activations=("tanh",),
+                             densities=(1.0, 0.3, 0.05), seeds=(0, 1, 2), lrs=(1e-2,),
+                             steps=20, batch_size=64, eval_size=256, log_every=10, rng=rng)
+      for name, devices in (("four", jax.devices()), ("one", jax.devices()[:1])):
+        results.save(sweep.run(spec, devices=devices), f"{sys.argv[1]}/{rng}_{name}")
+""")
+
+
+@pytest.fixture(scope="module")
+def sharded_files(tmp_path_factory):
+  """Runs _SHARDED_SCRIPT in a process with 4 host devices; returns its output folder."""
+  folder = tmp_path_factory.mktemp("sharded")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(folder)],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return folder
+
+
+@pytest.mark.parametrize("rng", ["shared", "per_point"])
+def test_sharded_over_four_devices_equals_one(sharded_files, rng):
+  """On 4 (forced host) devices the grid, padded to whole chunks per device, gives the
+  same arrays as on 1 device, and the metadata records the device count."""
+  four = results.load(sharded_files / f"{rng}_four.npz")
+  one = results.load(sharded_files / f"{rng}_one.npz")
+  assert four.meta["engine"]["devices"] == 4
+  assert one.meta["engine"]["devices"] == 1
+  assert four.meta["env"]["device_count"] == 4 and one.meta["env"]["device_count"] == 1
+  # 9 models over 4 devices: chunks of 3, i.e. 3 chunks padded to 4
+  # (one whole pad chunk on the last device); 1 device: one chunk of 9.
+  assert four.meta["engine"]["chunk_size"] == 3
+  assert one.meta["engine"]["chunk_size"] == 9
+  assert set(four.data) == set(one.data)
+  for k in four.data:
+    np.testing.assert_allclose(four.data[k], one.data[k], rtol=1e-5, atol=1e-7, err_msg=k)
+  assert not four["diverged"].any()
+
+
+# ---------------------------------------------------------------------------- memory
+
+MEM_SPEC = sweep.SweepSpec(n=6, m=3, activations=("relu",), densities=(1.0, 0.1, 0.01),
+                           importances=(0.8,), seeds=(0, 1, 2), steps=20, **TINY)
+
+
+def test_choose_chunk_size_fits_the_budget():
+  """A small byte budget shrinks the chunk until the estimate fits it."""
+  default = sweep.choose_chunk_size(MEM_SPEC)
+  assert default == 9  # the whole (one-activation) grid in one cache-sized chunk
+  budget = sweep.estimate_memory(MEM_SPEC, 2)
+  chunk = sweep.choose_chunk_size(MEM_SPEC, max_memory=budget)
+  assert 1 <= chunk <= 2
+  assert sweep.estimate_memory(MEM_SPEC, chunk) <= budget
+  assert sweep.choose_chunk_size(MEM_SPEC, max_memory=2**40) == default
+  # The estimate grows with the chunk (it is what the budget trades against).
+  assert sweep.estimate_memory(MEM_SPEC, 1) < sweep.estimate_memory(MEM_SPEC, 9)
+
+
+def test_budget_below_one_model_raises():
+  """A budget under one model at a time raises SpecError saying what to change."""
+  too_small = sweep.estimate_memory(MEM_SPEC, 1) - 1
+  with pytest.raises(sweep.SpecError, match=r"GiB.*budget.*shrink the grid or batch"):
+    sweep.choose_chunk_size(MEM_SPEC, max_memory=too_small)
+  with pytest.raises(sweep.SpecError, match="budget"):
+    sweep.run(MEM_SPEC, max_memory=too_small)
+
+
+@pytest.fixture(scope="module")
+def mem_full():
+  """MEM_SPEC run with no budget and no progress."""
+  return sweep.run(MEM_SPEC, progress=False)
+
+
+def test_run_under_a_small_budget_gives_the_same_results(mem_full):
+  """run(spec, max_memory=small) uses a smaller chunk and trains to the same numbers."""
+  budget = sweep.estimate_memory(MEM_SPEC, 2)
+  small = sweep.run(MEM_SPEC, max_memory=budget)
+  assert small.meta["engine"]["chunk_size"] <= 2 < mem_full.meta["engine"]["chunk_size"]
+  assert small.meta["engine"]["estimated_bytes"] <= budget
+  _assert_results_close(small, mem_full)
+
+
+def _big_n2_spec(**kw):
+  """10^5 models at n=2, m=1: 100 densities × 100 importances × 10 seeds."""
+  return sweep.SweepSpec(**dict(dict(
+      n=2, m=1, activations=("relu",), densities=tuple(np.geomspace(1.0, 1e-3, 100)),
+      importance_kind="relative", importances=tuple(np.geomspace(0.1, 10.0, 100)),
+      seeds=tuple(range(10))), **kw))
+
+
+def test_hundred_thousand_n2_models_fit_in_memory():
+  """A 10^5-model n=2 grid at the study's batch and eval sizes is estimated well under 24 GiB."""
+  spec = _big_n2_spec(steps=10_000)
+  assert spec.num_models == 100_000
+  chunk = sweep.choose_chunk_size(spec)
+  assert 1 <= chunk < spec.num_models
+  assert sweep.estimate_memory(spec, chunk) < 2 * 2**30
+  assert sweep.choose_chunk_size(spec, max_memory=24 * 2**30) == chunk
+
+
+@pytest.mark.slow
+def test_hundred_thousand_n2_models_run():
+  """The 10^5-model n=2 grid really runs (20 steps) in one call, within 24 GiB of RSS."""
+  import resource
+  spec = _big_n2_spec(steps=20, log_every=10)
+  res = sweep.run(spec)
+  chex.assert_shape(res["W"], (1, 100, 100, 1, 10, 1, 2))
+  assert not res["diverged"].any()
+  assert np.isfinite(res["eval_loss"]).all()
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+  assert rss < 24 * 2**30
+
+
+# ---------------------------------------------------------------------------- progress
+
+def test_progress_lines_and_identical_results(mem_full, capfd):
+  """progress=True reports to stderr up to 100.0%; progress=False prints nothing; the
+  numbers do not depend on it (MEM_SPEC: 3 chunks × 2 log windows of progress)."""
+  capfd.readouterr()
+  quiet = sweep.run(MEM_SPEC, progress=False)  # mem_full's program again: no compile
+  out, err = capfd.readouterr()
+  assert out == "" and err == ""
+  loud = sweep.run(MEM_SPEC, progress=True)
+  out, err = capfd.readouterr()
+  assert out == ""
+  lines = [l.strip() for l in err.replace("\r", "\n").splitlines() if l.strip()]
+  assert lines and all(l.startswith("training") for l in lines), err
+  assert "100.0%" in lines[-1] and "model-steps/s" in lines[-1] and "ETA" in lines[-1]
+  assert err.endswith("\n")
+  for k in quiet.data:
+    np.testing.assert_array_equal(loud.data[k], quiet.data[k], err_msg=k)
+    np.testing.assert_array_equal(mem_full.data[k], quiet.data[k], err_msg=k)
+
+
+def test_progress_with_fewer_steps_than_log_every():
+  """The progress reporter accepts a run shorter than one log window.
+
+  (Builds the reporter `run(spec, progress=True)` builds, without compiling the program.)
+  """
+  spec = sweep.SweepSpec(n=3, m=2, activations=("relu",), steps=7, **TINY)
+  sweep._Progress(spec, sweep._static(spec, 1, jax.devices(), True))
+
+
+# ---------------------------------------------------------------------------- arguments
+
+def test_bad_chunk_size_raises_naming_it():
+  """chunk_size=0 raises a ValueError (SpecError) that names chunk_size."""
+  spec = sweep.SweepSpec(n=3, m=2, activations=("relu",), steps=5, **TINY)
+  with pytest.raises(ValueError, match="chunk_size"):
+    sweep.run(spec, chunk_size=0)
