@@ -226,6 +226,9 @@ def main(argv=None):
                                                isolate=isolate, log=log)}
   except baselines.JobError as e:
     raise cli.UserError(str(e)) from None
+  if "n2" in names:
+    log(f"[{NAME}] progress display overhead (n2)")
+    report["progress_overhead"] = baselines.progress_overhead(workload_spec(preset, "n2"), devices)
   if not args.skip_scaling:
     for name, sizes in preset["scaling"].items():
       log(f"[{NAME}] scaling {name}")
@@ -245,6 +248,10 @@ def main(argv=None):
     figures["scaling"] = figure_scaling(report)
   cli.save_figures(args, NAME, figures)
   print(baselines.format_report(report))
+  if "progress_overhead" in report:
+    po = report["progress_overhead"]
+    print(f"progress display: {po['run_s_on']:.3f} s on vs {po['run_s_off']:.3f} s off "
+          f"({po['overhead_pct']:+.1f}%)")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import resource
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -619,3 +620,22 @@ def _table(head: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
   fmt = lambda r: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                             for i, (c, w) in enumerate(zip(r, widths)))
   return [fmt(head)] + [fmt(r) for r in rows]
+
+
+def progress_overhead(spec: sweep.SweepSpec, devices: Sequence[jax.Device],
+                      repeats: int = 2) -> dict[str, Any]:
+  """Run time of the engine with the progress callback on vs off (best of `repeats`).
+
+  The display itself goes to /dev/null; what is measured is the host callback the
+  program makes once per log window and chunk.
+  """
+  import contextlib
+  times: dict[bool, list[float]] = {False: [], True: []}
+  for _ in range(repeats):
+    for progress in (False, True):
+      with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        res = sweep.run(spec, progress=progress, devices=devices)
+      times[progress].append(res.meta["timings"]["run_s"])
+  off, on = min(times[False]), min(times[True])
+  return {"models": spec.num_models, "steps": spec.steps, "log_every": spec.log_every,
+          "run_s_off": off, "run_s_on": on, "overhead_pct": 100.0 * (on / off - 1.0)}

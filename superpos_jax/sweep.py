@@ -5,8 +5,11 @@
     result.sel(activation="relu", density=0.1)["W"]   # [I, L, S, m, n]
 
 The grid is activation × density × importance × lr × seed. Inside the program the points
-are grouped by activation (one vmapped computation per activation in the same scan body),
-because a `lax.switch` over activations under `vmap` evaluates every branch at every point.
+are grouped by activation (a `lax.switch` over activations under `vmap` would evaluate
+every branch at every point), cut into chunks of models that train together in one
+`lax.scan` over steps (`lax.map` over chunks keeps a chunk's working set in cache and
+bounds memory, `choose_chunk_size`), and the chunks are sharded over all devices with
+`shard_map`. Chunking and sharding change nothing but float rounding (tests check it).
 
 Random numbers (Elhage et al.'s data, redrawn every step) are *common* by default: the
 init and the uniform draws of a model depend only on its seed, and each model thins the

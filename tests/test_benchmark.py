@@ -61,6 +61,8 @@ def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
     assert w["ways"]["looped-step"]["scaled_from"] is not None  # a subset of points ran
     for way in ("looped-jit", "looped-step", "looped-switch"):
       assert w["ways"][way]["max_abs_diff_W"] < 1e-4, (name, way)
+  po = report["progress_overhead"]
+  assert po["run_s_on"] > 0 and po["run_s_off"] > 0 and "overhead_pct" in po
   assert {"n2", "n200"} == set(report["scaling"])
   assert [r["models"] for r in report["scaling"]["n2"]["rows"]][0] == 1
   assert "| workload |" in (out / "benchmark.md").read_text()
