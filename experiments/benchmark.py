@@ -185,8 +185,7 @@ def _write_text(path, text):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--preset", choices=sorted(PRESETS), default="full",
                  help="full: the benchmark (minutes, default); quick: tiny grids in seconds")
   p.add_argument("--backend", choices=cli.BACKENDS, default="cpu", help="JAX backend (default cpu)")

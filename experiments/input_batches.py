@@ -27,6 +27,8 @@ def main(argv=None):
   p.add_argument("--figures", default=os.path.join(cli.REPO, "figures"))
   p.add_argument("--quiet", action="store_true")
   args = p.parse_args(argv)
+  if not args.sparsities:
+    raise cli.UserError("--sparsities needs at least one value")
   batches = {}
   for i, s in enumerate(args.sparsities):
     if not 0.0 <= s < 1.0:

@@ -39,6 +39,16 @@ def name_list(text: str) -> tuple[str, ...]:
   return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def positive_float(text: str) -> float:
+  try:
+    v = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+  if not (v > 0 and v < float("inf")):
+    raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+  return v
+
+
 def positive_int(text: str) -> int:
   try:
     v = int(text)
@@ -81,7 +91,7 @@ def make_parser(doc: str, presets: dict[str, dict[str, Any]]) -> argparse.Argume
   p.add_argument("--init", choices=("xavier_normal", "notebook"), help="weight init (default xavier_normal)")
   p.add_argument("--seed-rule", choices=("best", "trimmed_mean"), default="best",
                  help="how figures collapse seeds: lowest eval loss (default) or mean without the worst")
-  p.add_argument("--max-memory", type=float, default=None,
+  p.add_argument("--max-memory", type=positive_float, default=None,
                  help="memory budget in GiB (default: half the host memory); the grid is "
                       "trained in smaller chunks to fit")
   p.add_argument("--coordinator", help="multi-host: address:port of process 0 "
@@ -152,7 +162,7 @@ def _default_memory_budget() -> int:
 
 def train_or_load(name: str, spec: sweep.SweepSpec, args: argparse.Namespace) -> results.SweepResult:
   """Reuses `<out>/<name>-<spec digest>.npz` if present (unless --force), else trains it."""
-  path = os.path.join(args.out, f"{name}-{spec.digest()}.npz")
+  path = os.path.join(args.out, f"{name}-{args.backend}-{spec.digest()}.npz")
   if os.path.exists(path) and not args.force:
     try:
       res = results.load(path)
@@ -201,6 +211,9 @@ def main_guard(main: Callable[[list[str] | None], Any]) -> Callable[[list[str] |
             results.ResultFileError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
+    except OSError as e:
+      print(f"error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+      return 1
     except KeyboardInterrupt:
       print("\ninterrupted: no partial result was written", file=sys.stderr)
       return 130

@@ -29,9 +29,8 @@ def loss_fn(params: Params, xs: jax.Array, importance: jax.Array, act: Activatio
     xs: examples, `[B, n]` (or `[n, B]` with `batch_axis=1`).
     importance: `[n]`.
     act: activation of one example.
-    batch_axis: the axis of `xs` that indexes examples. The engine passes `[n, B]`: the
-      batch then stays the minor (contiguous) axis of every intermediate, which is what
-      vectorises on CPU when n is tiny.
+    batch_axis: the axis of `xs` that indexes examples (1 for `[n, B]` columns; the
+      engine itself uses the equivalent `batch_loss`).
   """
   per_example = jax.vmap(lambda x: example_loss(params, x, importance, act), in_axes=batch_axis)(xs)
   return jnp.mean(per_example)

@@ -743,8 +743,11 @@ def figure_phase_diagram(result: results.SweepResult, *, lr: Any = None, seed_ru
 def phase_continuous_colors(feature_norms: np.ndarray, superposition: np.ndarray) -> np.ndarray:
   """Continuous n=2 phase colours: HSV from norms and superposition, as RGB.
 
-  hue = mean superposition over the two features, clipped to [0, 1] and mapped from blue
-  (0: no interference) through purple to red (1: full superposition, e.g. antipodal);
+  hue = mean over the two features of `min(‖W_i‖, 1) · superposition_i`, clipped to
+  [0, 1], mapped from blue (0: no interference) through purple to red (1: full
+  superposition, e.g. antipodal). Weighting by the feature's own norm matters at m=1:
+  there every nonzero column is a unit vector, so a barely-learned feature (‖W_1‖ = 0.05)
+  would otherwise count as fully superposed with the other one;
   saturation = clip(‖W_2‖, 0, 1); value = 0.45 + 0.55·clip(‖W_1‖, 0, 1). Corners:
   feature 1 only -> white, feature 2 only -> dark blue, superposition -> red,
   neither -> mid grey.
@@ -757,7 +760,8 @@ def phase_continuous_colors(feature_norms: np.ndarray, superposition: np.ndarray
     RGB `[..., 3]` in [0, 1]; NaN inputs give mid grey.
   """
   norms = np.nan_to_num(np.asarray(feature_norms, np.float64))
-  sup = np.clip(np.nan_to_num(np.asarray(superposition, np.float64)).mean(-1), 0, 1)
+  sup = np.nan_to_num(np.asarray(superposition, np.float64)) * np.clip(norms, 0, 1)
+  sup = np.clip(sup.mean(-1), 0, 1)
   hue = np.mod(0.62 + 0.38 * sup, 1.0)
   sat = np.clip(norms[..., 1], 0, 1)
   val = 0.45 + 0.55 * np.clip(norms[..., 0], 0, 1)
@@ -820,7 +824,7 @@ def figure_phase_continuous(result: results.SweepResult, *, lr: Any = None,
              extent=(0, 1, 0, 1), aspect="auto")
   _outer_labels(axes)
   key.set_xlabel(r"$\|W_2\|$ (saturation)", fontsize=9)
-  key.set_ylabel("mean superposition (hue)", fontsize=9)
+  key.set_ylabel(r"superposition of each feature (hue)", fontsize=9)
   key.set_title(r"colour key at $\|W_1\| = 1$;" "\n" r"smaller $\|W_1\|$ is darker", fontsize=9)
   key.tick_params(labelsize=8)
   corners = [("feature 1 only", [1, 0], 0), ("feature 2 only", [0, 1], 0),

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +38,12 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "superposition": (("n",), "Σ_{j≠i} (Ŵ_i·W_j)²"),
     "feature_dimensionality": (("n",), "D_i = ‖W_i‖² / Σ_j (Ŵ_i·W_j)²"),
     "dims_per_feature": ((), "D* = m / ‖W‖_F²"),
-    "phase": ((), "n=2, m=1 phase index into metrics.PHASES (n=2 only)"),
+    "phase": ((), "n=2 phase index into PHASES (only when n=2)"),
 }
 OPTIONAL = frozenset({"phase"})
+# Metrics that reduce_seeds("trimmed_mean") averages (the rest come from the best seed).
+AVERAGED = ("eval_loss", "final_loss", "feature_norms", "superposition",
+            "feature_dimensionality", "dims_per_feature", "loss_history")
 EXTRA = ("importance_vectors", "history_steps")
 
 # Must match superpos_jax.metrics.PHASES (checked by a test); duplicated as plain data so
@@ -128,16 +131,23 @@ class SweepResult:
       n_seeds = loss.shape[ax]
       order = np.argsort(loss, axis=ax)
       kept = np.take(order, np.arange(max(n_seeds - 1, 1)), axis=ax)  # drop the worst
-      for k in ("eval_loss", "final_loss", "feature_norms", "superposition",
-                "feature_dimensionality", "dims_per_feature", "loss_history"):
-        v = self.data[k]
-        stacked = np.stack([take(v, np.take(kept, [i], axis=ax)) for i in range(kept.shape[ax])])
-        data[k] = stacked.mean(axis=0)
+      kept_seeds = [np.take(kept, [i], axis=ax) for i in range(kept.shape[ax])]
+      ok = np.stack([~take(self.data["diverged"], s) for s in kept_seeds])  # [K, ...grid]
+      # Average only healthy seeds; a point is diverged only if every kept seed is.
+      data["diverged"] = ~ok.any(0)
+      for k in AVERAGED:
+        stacked = np.stack([take(self.data[k], s) for s in kept_seeds])
+        mask = ok.reshape(ok.shape + (1,) * (stacked.ndim - ok.ndim))
+        total = np.where(mask, stacked, 0.0).sum(0)
+        count = np.broadcast_to(mask, stacked.shape).sum(0)
+        data[k] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
       if "phase" in self.data:
-        phases = np.stack([take(self.data["phase"], np.take(kept, [i], axis=ax))
-                           for i in range(kept.shape[ax])])
-        counts = np.stack([(phases == p).sum(0) for p in range(len(PHASES))])
-        data["phase"] = counts.argmax(0)
+        phases = np.stack([take(self.data["phase"], s) for s in kept_seeds])
+        counts = np.stack([((phases == p) & ok).sum(0) for p in range(len(PHASES))])
+        # Most common phase; ties go to the best seed's phase.
+        best_phase = data["phase"]
+        best_count = np.take_along_axis(counts, best_phase[None].astype(np.int64), 0)[0]
+        data["phase"] = np.where(counts.max(0) > best_count, counts.argmax(0), best_phase)
     elif rule != "best":
       raise ValueError(f"unknown seed rule {rule!r}; valid: best, trimmed_mean")
     coords = {a: v for a, v in self.coords.items() if a != "seed"}
@@ -158,7 +168,7 @@ def save(result: SweepResult, path: str | os.PathLike) -> str:
   arrays = {f"coord_{a}": np.asarray(v) for a, v in result.coords.items()}
   arrays.update({k: np.asarray(v) for k, v in result.data.items()})
   arrays.update({k: np.asarray(v) for k, v in result.extra.items()})
-  meta = dict(result.meta, schema_version=SCHEMA_VERSION)
+  meta = dict(result.meta, schema_version=SCHEMA_VERSION, axes=list(result.axes))
   arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True))
   fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
   try:

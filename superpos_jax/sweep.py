@@ -43,7 +43,7 @@ import optax
 
 from superpos_jax import activations, data, metrics, results
 from superpos_jax.loss import batch_loss
-from superpos_jax.model import INITS, Params, init_params
+from superpos_jax.model import INITS, init_params
 
 RNG_MODES = ("shared", "per_point")
 # Seed of the evaluation set: one fixed set of examples for every model of every grid.
@@ -139,8 +139,10 @@ class SweepSpec:
       activations.get(name)  # raises UnknownActivationError listing valid names
     need(len(set(self.activations)) == len(self.activations), "activations must be distinct")
     for d in self.densities:
-      need(isinstance(d, (int, float)) and 0.0 < d <= 1.0 and math.isfinite(d),
-           f"every density must be in (0, 1], got {d!r}")
+      need(isinstance(d, (int, float)) and 0.0 < d <= 1.0 and math.isfinite(d)
+           and np.float32(d) > 0, f"every density must be in (0, 1], got {d!r}")
+    for f in ("densities", "importances", "lrs", "seeds"):
+      need(len(set(getattr(self, f))) == len(getattr(self, f)), f"{f} must be distinct")
     for lr in self.lrs:
       need(isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr),
            f"every learning rate must be > 0, got {lr!r}")
@@ -163,7 +165,8 @@ class SweepSpec:
       if self.importance_kind == "uniform":
         need(self.importances == (1.0,), "uniform importance takes importances=(1.0,)")
     for v in self.importance_matrix().ravel():
-      need(v > 0 and math.isfinite(v), f"every importance must be > 0 and finite, got {v}")
+      need(v > 0 and np.isfinite(np.float32(v)) and np.float32(v) > 0,
+           f"every importance must be > 0 and finite in float32, got {v}")
     need(0 <= self.phase_not_encoded <= self.phase_encoded,
          "phase thresholds need 0 <= phase_not_encoded <= phase_encoded")
 
@@ -301,6 +304,9 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
   # 1 to 8 models at n=200, m=20 on the 2-core CPU).
   cache_chunk = CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size)
   chunk = max(1, min(per_device, max(cache_chunk, MIN_CHUNK)))
+  if spec.rng == "shared":  # chunks never span seeds: split each seed's points evenly
+    q = spec.num_models // (len(spec.activations) * len(spec.seeds))
+    chunk = -(-q // -(-q // chunk))
   if max_memory is not None:
     while chunk > 1 and estimate_memory(spec, chunk) > max_memory:
       chunk //= 2
@@ -433,8 +439,7 @@ def _program(static: _Static) -> Callable:
         out_specs=(spec_out,) * 4, check_vma=False)(chunk_ids, *chunked, weight_decay)
 
     # Scatter chunk slots back to points (pads dropped): [A, S*Q, ...].
-    first = np.zeros(S * Q, np.int64)
-    first[index.ravel()[::-1]] = np.arange(index.size)[::-1]  # first slot of each point
+    first = np.unique(index.ravel(), return_index=True)[1]  # first slot of each point
 
     def to_points(x):
       return x.reshape((A, -1) + x.shape[3:])[:, first]

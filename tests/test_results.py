@@ -264,3 +264,39 @@ def test_reduce_seeds_errors():
     res.reduce_seeds("median")
   with pytest.raises(ValueError, match="no seed axis"):
     res.sel(seed=0).reduce_seeds("best")
+
+
+def test_trimmed_mean_skips_diverged_seeds():
+  """Two diverged seeds of three: the mean uses the healthy one only, no NaN leaks out.
+
+  A point whose kept seeds all diverged is itself flagged diverged.
+  """
+  res = _result()
+  res.data["eval_loss"][...] = np.array([0.1, 0.2, 0.3], np.float32)
+  res.data["diverged"][0, 0, 0, 0] = [False, True, True]
+  res.data["eval_loss"][0, 0, 0, 0] = [0.1, np.nan, np.nan]
+  res.data["feature_norms"][0, 0, 0, 0, 1:] = np.nan
+  res.data["diverged"][1, 1, 0, 0] = True
+  res.data["eval_loss"][1, 1, 0, 0] = np.nan
+  red = res.reduce_seeds("trimmed_mean")
+  np.testing.assert_allclose(red["feature_norms"][0, 0, 0, 0], res["feature_norms"][0, 0, 0, 0, 0])
+  assert not red["diverged"][0, 0, 0, 0]
+  assert red["diverged"][1, 1, 0, 0]
+  assert not red["diverged"][0, 1, 0, 0]
+
+
+def test_phase_tie_goes_to_best_seed():
+  """With two kept seeds that disagree, the best seed's phase wins, not the lower index."""
+  res = _result()
+  res.data["eval_loss"][0, 0, 0, 0] = [0.5, 0.1, 0.9]
+  res.data["phase"][0, 0, 0, 0] = [1, 3, 0]
+  assert res.reduce_seeds("trimmed_mean")["phase"][0, 0, 0, 0] == 3
+
+
+def test_reduced_result_round_trips(tmp_path):
+  """A result saved after sel()/reduce_seeds() loads back with the same axes."""
+  red = _result().reduce_seeds("best").sel(lr=_result().coords["lr"][0])
+  back = results.load(results.save(red, tmp_path / "reduced.npz"))
+  assert back.axes == red.axes
+  for k in red.data:
+    np.testing.assert_array_equal(back[k], red[k], err_msg=k)
