@@ -161,7 +161,7 @@ def figure_scaling(report):
             ylabel="model-steps per second", title="Throughput")
   memory.set(xscale="log", yscale="log", xlabel="models in the grid",
              ylabel="peak resident memory (MB)",
-             title="Peak memory of the process (dotted: after importing jax)")
+             title="Peak process memory\n(dotted: after importing jax)")
   if not memory.lines:
     memory.set_axis_off()
     memory.text(0.5, 0.5, "peak memory not measured: the jobs shared one process\n"

@@ -103,10 +103,11 @@ def test_sharded_over_four_devices_equals_one(sharded_files, rng):
   assert four.meta["engine"]["devices"] == 4
   assert one.meta["engine"]["devices"] == 1
   assert four.meta["env"]["device_count"] == 4 and one.meta["env"]["device_count"] == 1
-  # 9 models over 4 devices: chunks of 3, i.e. 3 chunks padded to 4
-  # (one whole pad chunk on the last device); 1 device: one chunk of 9.
+  # 9 models over 4 devices: chunks of 3, i.e. 3 chunks padded to 4 (one whole pad
+  # chunk on the last device). 1 device: shared mode never lets a chunk span seeds (3
+  # points per seed -> chunks of 3); per_point mode takes all 9 in one chunk.
   assert four.meta["engine"]["chunk_size"] == 3
-  assert one.meta["engine"]["chunk_size"] == 9
+  assert one.meta["engine"]["chunk_size"] == (3 if rng == "shared" else 9)
   assert set(four.data) == set(one.data)
   for k in four.data:
     np.testing.assert_allclose(four.data[k], one.data[k], rtol=1e-5, atol=1e-7, err_msg=k)
@@ -122,7 +123,7 @@ MEM_SPEC = sweep.SweepSpec(n=6, m=3, activations=("relu",), densities=(1.0, 0.1,
 def test_choose_chunk_size_fits_the_budget():
   """A small byte budget shrinks the chunk until the estimate fits it."""
   default = sweep.choose_chunk_size(MEM_SPEC)
-  assert default == 9  # the whole (one-activation) grid in one cache-sized chunk
+  assert default == 3  # one seed's points (shared-RNG chunks never span seeds)
   budget = sweep.estimate_memory(MEM_SPEC, 2)
   chunk = sweep.choose_chunk_size(MEM_SPEC, max_memory=budget)
   assert 1 <= chunk <= 2

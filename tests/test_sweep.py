@@ -196,13 +196,13 @@ def grid_chunked(grid_and_alone):
 
 
 def test_chunk_size_does_not_change_results(grid, grid_chunked):
-  """Chunks of 1, 5 and the default (24) train to the same numbers, pads dropped.
+  """Chunks of 1, 5 and the default train to the same numbers, pads dropped.
 
   GRID has 12 points per seed and 24 per activation: chunks of 5 carry pads in both rng
-  modes (15 and 25 slots), the default pads each seed's 12 points to 24 in shared mode,
-  and chunks of 1 train every model on its own.
+  modes (15 and 25 slots), the default is one seed's 12 points in shared mode and all 24
+  in per_point mode, and chunks of 1 train every model on its own.
   """
-  assert grid.meta["engine"]["chunk_size"] == 24
+  assert grid.meta["engine"]["chunk_size"] == (12 if grid.spec["rng"] == "shared" else 24)
   ok = ~grid["diverged"]  # diverged models hold inf/NaN garbage that need not agree
   assert ok.sum() == 24
   for c, res in grid_chunked.items():
