@@ -593,7 +593,7 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None
   try:
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(*program_inputs(spec)))
-    if jax.process_count() > 1:  # multi-host: every process gets the whole grid
+    if len({d.process_index for d in static.devices}) > 1:  # multi-host: all get the grid
       from jax.experimental import multihost_utils
       out = multihost_utils.process_allgather(out, tiled=True)
     out = jax.tree.map(np.asarray, out)
