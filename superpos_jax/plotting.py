@@ -148,14 +148,29 @@ def _fmt(x: float) -> str:
   return f"{float(x):.3g}"
 
 
-def _select(result: results.SweepResult, importance: Any = None, lr: Any = None
-            ) -> tuple[results.SweepResult, dict[str, float]]:
-  """Fixes one importance and one lr (default: the first), keeping the seed axis."""
+def _select(result: results.SweepResult, importance: Any = None, lr: Any = None, *,
+            keep_importance: bool = False) -> tuple[results.SweepResult, dict[str, float]]:
+  """Fixes one importance and one lr (default: the first), keeping the seed axis.
+
+  `keep_importance` leaves the importance axis alone (the phase diagram's y axis).
+  """
   chosen = {}
   for axis, value in (("importance", importance), ("lr", lr)):
-    if axis in result.coords:
+    if axis in result.coords and not (axis == "importance" and keep_importance):
       chosen[axis] = float(result.coords[axis][0]) if value is None else value
   return result.sel(**chosen), chosen
+
+
+def _prepare(result: results.SweepResult, importance: Any, lr: Any, seed_rule: str):
+  """What the activation x density figures start from.
+
+  Returns:
+    (selected result with seeds, seed-reduced result, chosen coordinates, activation
+    names, densities).
+  """
+  res, chosen = _select(result, importance, lr)
+  red = _reduce(res, seed_rule)
+  return res, red, chosen, _activations(red), red.coords["density"]
 
 
 def _reduce(result: results.SweepResult, seed_rule: str) -> results.SweepResult:
@@ -360,9 +375,7 @@ def figure_gram(result: results.SweepResult, *, importance: Any = None, lr: Any 
   Returns:
     The figure.
   """
-  res, chosen = _select(result, importance, lr)
-  red = _reduce(res, seed_rule)
-  acts, dens = _activations(red), red.coords["density"]
+  res, red, chosen, acts, dens = _prepare(result, importance, lr, seed_rule)
   A, D = len(acts), len(dens)
   fig = Figure(figsize=(1.75 * D + 1.6, 1.5 * A + 1.4), layout="constrained")
   # One flat grid (Gram, bias strip, spacer) per density: constrained layout cannot place
@@ -432,9 +445,7 @@ def figure_feature_norms(result: results.SweepResult, *, importance: Any = None,
   Returns:
     The figure.
   """
-  res, chosen = _select(result, importance, lr)
-  red = _reduce(res, seed_rule)
-  acts, dens = _activations(red), red.coords["density"]
+  res, red, chosen, acts, dens = _prepare(result, importance, lr, seed_rule)
   A, D = len(acts), len(dens)
   n = red["W"].shape[-1]
   fig = Figure(figsize=(1.9 * D + 2.0, max(1.3, 0.12 * min(n, 20)) * A + 1.6),
@@ -517,9 +528,7 @@ def figure_neuron_features(result: results.SweepResult, *, importance: Any = Non
   Returns:
     The figure.
   """
-  res, chosen = _select(result, importance, lr)
-  red = _reduce(res, seed_rule)
-  acts, dens = _activations(red), red.coords["density"]
+  res, red, chosen, acts, dens = _prepare(result, importance, lr, seed_rule)
   A, D = len(acts), len(dens)
   m, n = red["W"].shape[-2:]
   colors = _feature_colors(n)
@@ -674,15 +683,6 @@ def plot_relu_boundaries(ax, resolution: int = 400) -> None:
   ax.set_ylim(y0, y1)
 
 
-def _select_lr(result: results.SweepResult, lr: Any
-               ) -> tuple[results.SweepResult, dict[str, float]]:
-  """Fixes one lr (default: the first) but keeps the importance axis, the diagram's y."""
-  chosen = {}
-  if "lr" in result.coords:
-    chosen["lr"] = float(result.coords["lr"][0]) if lr is None else lr
-  return result.sel(**chosen), chosen
-
-
 def _check_phase_result(result: results.SweepResult) -> None:
   if "phase" not in result.data:
     raise ValueError("phase diagrams need an n=2 result (it has no 'phase' array); "
@@ -714,7 +714,7 @@ def figure_phase_diagram(result: results.SweepResult, *, lr: Any = None, seed_ru
     The figure.
   """
   _check_phase_result(result)
-  res, chosen = _select_lr(result, lr)
+  res, chosen = _select(result, lr=lr, keep_importance=True)
   red = _reduce(res, seed_rule)
   acts = _activations(red)
   dens, imps, phase = _phase_grid(red, "phase")
@@ -803,7 +803,7 @@ def figure_phase_continuous(result: results.SweepResult, *, lr: Any = None,
     The figure; its last panel is the colour key at ‖W_1‖ = 1.
   """
   _check_phase_result(result)
-  res, chosen = _select_lr(result, lr)
+  res, chosen = _select(result, lr=lr, keep_importance=True)
   red = _reduce(res, seed_rule)
   acts = _activations(red)
   dens, imps, norms = _phase_grid(red, "feature_norms")
@@ -888,9 +888,7 @@ def figure_dims_per_feature(result: results.SweepResult, *, importance: Any = No
   Returns:
     The figure.
   """
-  res, chosen = _select(result, importance, lr)
-  red = _reduce(res, seed_rule)
-  acts, dens = _activations(red), red.coords["density"]
+  res, red, chosen, acts, dens = _prepare(result, importance, lr, seed_rule)
   colors = activation_colors(acts)
   fig = Figure(figsize=(8.5, 5.0), layout="constrained")
   ax = fig.subplots()
@@ -970,9 +968,7 @@ def figure_feature_dimensionality(result: results.SweepResult, *, importance: An
   Returns:
     The figure.
   """
-  res, chosen = _select(result, importance, lr)
-  red = _reduce(res, seed_rule)
-  acts, dens = _activations(red), red.coords["density"]
+  res, red, chosen, acts, dens = _prepare(result, importance, lr, seed_rule)
   colors = activation_colors(acts)
   fig = Figure(layout="constrained")
   axes = _panel_grid(fig, len(acts), panel=(3.2, 2.6), sharey=True)
@@ -1043,9 +1039,7 @@ def figure_loss_curves(result: results.SweepResult, *, importance: Any = None, l
   Returns:
     The figure.
   """
-  res, chosen = _select(result, importance, lr)
-  red = _reduce(res, seed_rule)
-  acts, dens = _activations(red), red.coords["density"]
+  res, red, chosen, acts, dens = _prepare(result, importance, lr, seed_rule)
   steps = np.asarray(result.extra["history_steps"])
   hist = res["loss_history"]
   div = res["diverged"]

@@ -342,15 +342,12 @@ def _program(static: _Static) -> Callable:
   Q = D * I * L
   shared = static.rng == "shared"
   acts = [activations.get(a) for a in static.activations]
-  n_windows = len(np.arange(static.log_every, static.steps + 1, static.log_every))
-  remainder = static.steps - n_windows * static.log_every
+  n_windows, remainder = divmod(static.steps, static.log_every)
   thresholds = metrics.PhaseThresholds(static.phase_encoded, static.phase_not_encoded)
   mesh = jax.sharding.Mesh(np.asarray(static.devices), ("grid",))
-  n_dev = len(static.devices)
   # Chunk grid: shared mode cuts each seed's Q points separately.
   per_seed_chunks = -(-Q // C)
-  n_chunks = S * per_seed_chunks if shared else -(-(S * Q) // C)
-  n_chunks = -(-n_chunks // n_dev) * n_dev  # whole chunks per device
+  n_chunks = _n_chunks(static)
 
   def chunk_index() -> np.ndarray:
     """`[n_chunks, C]` flat point index (into S*Q) of every chunk slot; pads repeat."""
@@ -540,7 +537,7 @@ class _Progress:
   def __init__(self, spec: SweepSpec, static: _Static, stream=None):
     import sys
     self.stream = stream or sys.stderr
-    n_windows = len(np.arange(spec.log_every, spec.steps + 1, spec.log_every))
+    n_windows = spec.steps // spec.log_every  # full windows: one callback each
     self.total = max(1, len(spec.activations) * _n_chunks(static) * n_windows)
     self.models_steps_per_tick = spec.num_models * spec.steps / self.total
     self.count = 0
@@ -564,6 +561,7 @@ class _Progress:
 
 
 def _n_chunks(static: _Static) -> int:
+  """Chunks the program trains per activation, padded to a whole number per device."""
   A, D, I, L, S = static.grid_shape
   Q = D * I * L
   chunks = S * -(-Q // static.chunk_size) if static.rng == "shared" else -(-(S * Q) // static.chunk_size)
