@@ -1,8 +1,11 @@
 """Activation registry: the single source of truth for activation names.
 
-Every activation maps the pre-activations of ONE example, `z: [n]`, to `[n]`. Most are
-elementwise; SoLU normalises over the n outputs of the example, which is why the
-registry works on whole example vectors rather than scalars.
+Every activation maps pre-activations with the features on axis 0 -- one example
+`z: [n]`, or a batch of examples as columns `z: [n, B]` -- to the same shape. Most are
+elementwise; SoLU normalises over the n features of each example (axis 0), which is why
+the registry works on feature vectors rather than scalars. An activation written for one
+example only (say with `axis=-1`) registers with `per_example=True` and the engine vmaps
+it over the examples instead (correct, but measured 2-5x slower for SoLU).
 
 A user adds an activation with::
 
@@ -20,17 +23,17 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-ActivationFn = Callable[[jax.Array], jax.Array]  # z: [n] -> [n]
+ActivationFn = Callable[[jax.Array], jax.Array]  # z: [n, ...] -> same shape, features on axis 0
 
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-  """A named activation: `fn` maps one example's pre-activations `[n]` to `[n]`."""
+  """A named activation: `fn` maps `z: [n, ...]` (features on axis 0) to the same shape."""
 
   name: str
   fn: ActivationFn
   description: str
-  elementwise: bool = True  # fn(z)[i] depends on z[i] alone (false for SoLU)
+  per_example: bool = False  # fn takes one example `[n]` only; the engine vmaps it
 
 
 class UnknownActivationError(ValueError):
@@ -40,16 +43,18 @@ class UnknownActivationError(ValueError):
 _REGISTRY: dict[str, Activation] = {}
 
 
-def register(name: str, fn: ActivationFn, description: str, *, elementwise: bool = True,
+def register(name: str, fn: ActivationFn, description: str, *, per_example: bool = False,
              overwrite: bool = False) -> Activation:
   """Adds an activation to the registry.
 
   Args:
     name: lower-case identifier used in specs, CLI flags and plot labels.
-    fn: pure function `z: [n] -> [n]` for one example (vmap adds the other axes).
+    fn: pure function of pre-activations `z: [n, ...]`, features on axis 0, examples
+      on any trailing axes (the engine calls it on `[n, B]` columns); elementwise
+      functions qualify as they are.
     description: one line shown by `--help` and the README.
-    elementwise: whether `fn` acts on each entry independently; if so the engine
-      applies it to a whole `[n, B]` batch at once (faster), otherwise it vmaps `fn`.
+    per_example: `fn` handles one example `z: [n]` only (e.g. it reduces over
+      `axis=-1`); the engine then vmaps it over the examples, which is slower.
     overwrite: replace an existing entry of the same name instead of raising.
 
   Returns:
@@ -59,7 +64,7 @@ def register(name: str, fn: ActivationFn, description: str, *, elementwise: bool
     raise ValueError(f"activation name must be a lower-case identifier, got {name!r}")
   if name in _REGISTRY and not overwrite:
     raise ValueError(f"activation {name!r} is already registered (pass overwrite=True to replace it)")
-  act = Activation(name=name, fn=fn, description=description, elementwise=elementwise)
+  act = Activation(name=name, fn=fn, description=description, per_example=per_example)
   _REGISTRY[name] = act
   return act
 
@@ -84,11 +89,13 @@ def describe() -> str:
 
 
 def solu(z: jax.Array) -> jax.Array:
-  """SoLU(z) = z * softmax(z) over the n outputs of one example, without LayerNorm.
+  """SoLU(z) = z * softmax(z) over the n features (axis 0) of each example, no LayerNorm.
 
-  Elhage et al. 2022, "Softmax Linear Units".
+  Elhage et al. 2022, "Softmax Linear Units". Written on axis 0 so that the engine applies
+  it to a whole `[n, B]` batch: vmapping a per-example version over the columns compiled
+  to code 2-5x slower (measured on the 2-core CPU, n=2..200).
   """
-  return z * jax.nn.softmax(z, axis=-1)
+  return z * jax.nn.softmax(z, axis=0)
 
 
 def make_stretched_sigmoid(eps: float) -> ActivationFn:
@@ -116,7 +123,6 @@ register("gelu_tanh", lambda z: jax.nn.gelu(z, approximate=True),
 register("silu", jax.nn.silu, "x*sigmoid(x), a.k.a. swish")
 register("sigmoid", jax.nn.sigmoid, "1/(1+e^-x), range (0, 1)")
 register("tanh", jnp.tanh, "tanh(x), range (-1, 1)")
-register("solu", solu, "x*softmax(x) over the n outputs of an example (no LayerNorm)",
-         elementwise=False)
+register("solu", solu, "x*softmax(x) over the n outputs of an example (no LayerNorm)")
 register("sigmoid_stretched", make_stretched_sigmoid(0.1),
          "sigmoid stretched to (-0.1, 1.1), the blog's future-work suggestion")

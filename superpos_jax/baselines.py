@@ -126,7 +126,7 @@ def _evaluate(spec: sweep.SweepSpec, act: activations.Activation, params: Params
   """Loss on the engine's fixed evaluation set."""
   u_eval = jax.random.uniform(jax.random.key(sweep.EVAL_SEED), (spec.n, spec.eval_size))
   return batch_loss(params, data.thin(u_eval, density), importance, act.fn,
-                    elementwise=act.elementwise)
+                    per_example=act.per_example)
 
 
 def make_train_point(spec: sweep.SweepSpec, act: activations.Activation) -> Callable:
@@ -180,7 +180,7 @@ def make_step_fns(spec: sweep.SweepSpec, act: activations.Activation) -> StepFns
 
 def _switch_activation(acts: Sequence[activations.Activation], index: jax.Array):
   """One activation of `[n, B]` that runs `acts[index]` through `lax.switch`."""
-  branches = [a.fn if a.elementwise else jax.vmap(a.fn, in_axes=1, out_axes=1) for a in acts]
+  branches = [jax.vmap(a.fn, in_axes=1, out_axes=1) if a.per_example else a.fn for a in acts]
   return activations.Activation(name="switch", description="lax.switch over activations",
                                 fn=lambda z: jax.lax.switch(index, branches, z))
 

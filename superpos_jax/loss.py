@@ -37,7 +37,7 @@ def loss_fn(params: Params, xs: jax.Array, importance: jax.Array, act: Activatio
 
 
 def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: ActivationFn,
-               *, elementwise: bool = True) -> jax.Array:
+               *, per_example: bool = False) -> jax.Array:
   """`loss_fn` for examples stored as columns, `xs: [n, B]`, written as two matmuls.
 
   Same value as `loss_fn(params, xs, importance, act, batch_axis=1)` (a test checks it),
@@ -45,11 +45,11 @@ def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: Activa
   `[m, n] @ [n, B]` matmuls: the engine's hot path.
 
   Args:
-    elementwise: `act` acts on each entry alone, so it can take `[n, B]` directly;
-      otherwise (SoLU) it is vmapped over the examples.
+    per_example: `act` takes one example `[n]` only, so it is vmapped over the
+      columns; otherwise (every registered built-in) it takes `[n, B]` directly.
   """
   W, b = params
   z = W.T @ (W @ xs) + b[:, None]  # [n, B]
-  out = act(z) if elementwise else jax.vmap(act, in_axes=1, out_axes=1)(z)
+  out = jax.vmap(act, in_axes=1, out_axes=1)(z) if per_example else act(z)
   err = xs - out
   return jnp.sum(importance[:, None] * err * err) / xs.shape[1]

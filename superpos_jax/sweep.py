@@ -266,7 +266,7 @@ def _make_point_step(act: activations.Activation):
   def point_step(params, opt_state, u, density, importance, lr, weight_decay):
     x = data.thin(u, density)  # [n, B]: batch minor, see batch_loss
     loss, grads = jax.value_and_grad(batch_loss)(params, x, importance, act.fn,
-                                                 elementwise=act.elementwise)
+                                                 per_example=act.per_example)
     updates, opt_state = _optimizer(lr, weight_decay).update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -398,7 +398,7 @@ def _program(static: _Static) -> Callable:
 
     def evaluate(p, density, importance):
       return batch_loss(p, data.thin(u_eval, density), importance, act.fn,
-                        elementwise=act.elementwise)
+                        per_example=act.per_example)
 
     eval_loss = jax.vmap(evaluate)(params, dens, imp)
     return params.W, params.b, history.T, eval_loss

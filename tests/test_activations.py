@@ -136,17 +136,21 @@ def test_bad_names_raise(registry, bad):
 def test_registered_activation_runs_in_a_sweep(registry):
   """A user-registered activation works in a SweepSpec and in sweep.run.
 
-  "test_relu_copy" must train exactly like the built-in relu (same seed, same numbers);
+  "test_relu_copy" must train exactly like the built-in relu (same seed, same numbers),
+  and "test_solu_one" (SoLU written for one example, per_example=True) like solu;
   "test_zero" outputs 0, so its eval loss is E[Σ I_i x_i²] = Σ I_i / 3 at density 1.
   """
   activations.register("test_relu_copy", jax.nn.relu, "relu under another name")
+  activations.register("test_solu_one", lambda z: z * jax.nn.softmax(z, axis=-1),
+                       "solu for one example", per_example=True)
   activations.register("test_zero", jnp.zeros_like, "always 0")
   assert "test_zero" in activations.names()
-  spec = sweep.SweepSpec(n=3, m=2, activations=("relu", "test_relu_copy", "test_zero"),
-                         steps=20, **TINY)
+  spec = sweep.SweepSpec(n=3, m=2, steps=20, **TINY, activations=(
+      "relu", "test_relu_copy", "solu", "test_solu_one", "test_zero"))
   res = sweep.run(spec)
-  chex.assert_trees_all_close(res.sel(activation="relu").data,
-                              res.sel(activation="test_relu_copy").data, rtol=1e-6, atol=1e-7)
+  for ref, copy in (("relu", "test_relu_copy"), ("solu", "test_solu_one")):
+    chex.assert_trees_all_close(res.sel(activation=ref).data, res.sel(activation=copy).data,
+                                rtol=1e-5, atol=1e-6)
   zero_loss = float(res.sel(activation="test_zero")["eval_loss"].squeeze())
   expected = (1 + 0.7 + 0.49) / 3  # importance 0.7**i, E[U²] = 1/3
   # eval set of 256: std of the mean is about 0.025.

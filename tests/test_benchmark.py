@@ -14,7 +14,7 @@ from superpos_jax import baselines, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "experiments", "benchmark.py")
-# Two seeds and both kinds of activation (elementwise relu, per-example solu).
+# Two seeds and both kinds of activation (elementwise relu, solu normalising over features).
 TINY = sweep.SweepSpec(n=5, m=2, activations=("relu", "solu"), densities=(1.0, 0.1),
                        importances=(0.7,), seeds=(0, 3), steps=30, batch_size=64,
                        eval_size=128, log_every=10)

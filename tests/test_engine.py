@@ -28,41 +28,58 @@ def _assert_results_close(a, b, **tol):
 
 # ---------------------------------------------------------------------------- batch_loss
 
+def _solu_one_example(z):
+  """SoLU written for one example only (softmax over axis -1): needs per_example=True."""
+  return z * jax.nn.softmax(z, axis=-1)
+
+
+def _loss_inputs(n=6, m=3, B=32):
+  params = init_params(jax.random.key(1), n, m)
+  params = params._replace(b=jax.random.normal(jax.random.key(2), (n,)) * 0.3)
+  xs_cols = data.thin(jax.random.uniform(jax.random.key(3), (n, B)), jnp.float32(0.5))
+  imp = jnp.asarray(0.8 ** np.arange(n), jnp.float32)
+  return params, xs_cols, imp
+
+
 @pytest.mark.parametrize("name", activations.names())
 def test_batch_loss_equals_loss_fn(name):
   """batch_loss on columns [n, B] equals loss_fn on rows [B, n], every registered activation.
 
-  Non-elementwise activations (SoLU) take elementwise=False; its value is checked on data
-  where applying SoLU to the whole [n, B] block at once would give another number.
+  This is the registry's contract (features on axis 0): each built-in, applied to a whole
+  [n, B] block, acts on every column as on one example -- SoLU included.
   """
   act = activations.get(name)
-  n, m, B = 6, 3, 32
-  params = init_params(jax.random.key(1), n, m)
-  params = params._replace(b=jax.random.normal(jax.random.key(2), (n,)) * 0.3)
-  u = jax.random.uniform(jax.random.key(3), (n, B))
-  xs_cols = data.thin(u, jnp.float32(0.5))  # [n, B]
-  imp = jnp.asarray(0.8 ** np.arange(n), jnp.float32)
-  got = jax.jit(lambda p, x, i: batch_loss(p, x, i, act.fn, elementwise=act.elementwise))(
+  params, xs_cols, imp = _loss_inputs()
+  got = jax.jit(lambda p, x, i: batch_loss(p, x, i, act.fn, per_example=act.per_example))(
       params, xs_cols, imp)
   want = jax.jit(lambda p, x, i: loss_fn(p, x, i, act.fn))(params, xs_cols.T, imp)
   chex.assert_shape(got, ())
   np.testing.assert_allclose(float(got), float(want), rtol=1e-5, atol=0)
-  if not act.elementwise:  # the flag matters: the wrong path gives another loss
-    wrong = batch_loss(params, xs_cols, imp, act.fn, elementwise=True)
-    assert abs(float(wrong) - float(want)) > 1e-4 * abs(float(want))
+
+
+def test_per_example_activation_is_vmapped():
+  """An activation written for one example (axis=-1) is right with per_example=True only."""
+  params, xs_cols, imp = _loss_inputs()
+  want = loss_fn(params, xs_cols.T, imp, _solu_one_example)
+  got = batch_loss(params, xs_cols, imp, _solu_one_example, per_example=True)
+  np.testing.assert_allclose(float(got), float(want), rtol=1e-5, atol=0)
+  np.testing.assert_allclose(float(got), float(batch_loss(params, xs_cols, imp,
+                                                          activations.solu)), rtol=1e-5)
+  wrong = batch_loss(params, xs_cols, imp, _solu_one_example)  # softmax over the batch
+  assert abs(float(wrong) - float(want)) > 1e-4 * abs(float(want))
 
 
 def test_batch_loss_gradient_equals_loss_fn_gradient():
-  """The engine differentiates batch_loss: its gradient equals loss_fn's too (SoLU, ReLU)."""
+  """The engine differentiates batch_loss: its gradient equals loss_fn's too."""
   n, m, B = 5, 2, 16
   params = init_params(jax.random.key(4), n, m)
   xs_cols = data.thin(jax.random.uniform(jax.random.key(5), (n, B)), jnp.float32(0.4))
   imp = jnp.ones((n,), jnp.float32)
-  for name in ("relu", "solu"):
-    act = activations.get(name)
-    g = jax.jit(jax.grad(lambda p: batch_loss(p, xs_cols, imp, act.fn,
-                                              elementwise=act.elementwise)))(params)
-    want = jax.jit(jax.grad(lambda p: loss_fn(p, xs_cols.T, imp, act.fn)))(params)
+  cases = [(activations.get(a).fn, False) for a in ("relu", "solu")]
+  for fn, per_example in cases + [(_solu_one_example, True)]:
+    g = jax.jit(jax.grad(lambda p: batch_loss(p, xs_cols, imp, fn,
+                                              per_example=per_example)))(params)
+    want = jax.jit(jax.grad(lambda p: loss_fn(p, xs_cols.T, imp, fn)))(params)
     chex.assert_trees_all_close(g, want, rtol=1e-5, atol=1e-7)
 
 
