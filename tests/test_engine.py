@@ -1,5 +1,6 @@
 """The engine's hot path and layout: batch_loss, chunking, sharding, memory, progress."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -129,6 +130,37 @@ def test_sharded_over_four_devices_equals_one(sharded_files, rng):
   for k in four.data:
     np.testing.assert_allclose(four.data[k], one.data[k], rtol=1e-5, atol=1e-7, err_msg=k)
   assert not four["diverged"].any()
+
+
+# ---------------------------------------------------------------------------- random draws
+
+@pytest.mark.parametrize("length,step_bytes,block_bytes,want", [
+    (100, 8192, 2**21, 100),   # n=2 batch 1024: a whole window per draw
+    (100, 40960, 2**21, 50),   # n=10: 51 steps fit, 50 divides 100
+    (97, 8192, 2**21, 97),
+    (97, 40960, 2**21, 1),     # prime length over the cap: step by step
+    (7, 10**9, 2**21, 1),      # one step over the cap still draws one step
+])
+def test_draw_block_steps_divides_the_window_within_the_cap(length, step_bytes, block_bytes, want):
+  """Steps per draw: the largest divisor of the window length whose draw fits the cap."""
+  assert sweep._draw_block_steps(length, step_bytes, block_bytes) == want
+
+
+@pytest.mark.parametrize("rng", ["shared", "per_point"])
+def test_block_draws_train_like_step_by_step_draws(monkeypatch, rng):
+  """Drawing a block of steps' uniforms at once gives the numbers of one draw per step.
+
+  DRAW_BLOCK_BYTES=1 forces one step per draw; the default draws each 10-step window (and
+  the 5-step remainder) at once. Same random numbers, so the same training.
+  """
+  spec = sweep.SweepSpec(n=4, m=2, activations=("relu", "tanh"), densities=(1.0, 0.2),
+                         seeds=(0, 1), steps=25, rng=rng, **TINY)
+  blocked = sweep.run(spec)
+  monkeypatch.setattr(sweep, "DRAW_BLOCK_BYTES", 1)
+  stepwise = sweep.run(spec)
+  _assert_results_close(blocked, stepwise, rtol=1e-6, atol=1e-7)
+  other = sweep.run(dataclasses.replace(spec, seeds=(2, 3)))  # the check can fail
+  assert np.abs(other["W"] - stepwise["W"]).max() > 1e-3
 
 
 # ---------------------------------------------------------------------------- memory
