@@ -52,4 +52,4 @@ def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: Activa
   z = W.T @ (W @ xs) + b[:, None]  # [n, B]
   out = jax.vmap(act, in_axes=1, out_axes=1)(z) if per_example else act(z)
   err = xs - out
-  return jnp.sum(importance[:, None] * err * err) / xs.shape[1]
+  return jnp.vdot(importance[:, None] * err, err) / xs.shape[1]
