@@ -182,6 +182,23 @@ def test_choose_chunk_size_fits_the_budget():
   assert sweep.estimate_memory(MEM_SPEC, 1) < sweep.estimate_memory(MEM_SPEC, 9)
 
 
+@pytest.mark.parametrize("n,m,points,seeds,devices", [
+    (200, 20, 20, 1, 2),   # dims_per_feature: chunks of 7 would pad 3 chunks to 4
+    (2, 1, 1600, 3, 2),    # the 40x40 phase diagram, 3 seeds
+    (10, 5, 7, 3, 1),
+])
+def test_chunks_fill_the_devices_without_padding(n, m, points, seeds, devices):
+  """The chosen chunk size pads no chunk slot when the grid can be cut evenly, and keeps
+  at least MIN_CHUNK (or all of a seed's points) per chunk."""
+  spec = sweep.SweepSpec(n=n, m=m, activations=("relu",), importance_kind="uniform",
+                         importances=(1.0,), seeds=tuple(range(seeds)),
+                         densities=tuple(np.geomspace(0.01, 1.0, points)))
+  chunk = sweep.choose_chunk_size(spec, devices=devices)
+  static = sweep._static(spec, chunk, [None] * devices, False)
+  assert sweep._n_chunks(static) * chunk == spec.num_models
+  assert chunk >= min(points, sweep.MIN_CHUNK) // 2
+
+
 def test_budget_below_one_model_raises():
   """A budget under one model at a time raises SpecError saying what to change."""
   too_small = sweep.estimate_memory(MEM_SPEC, 1) - 1
