@@ -49,7 +49,13 @@ def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: Activa
       columns; otherwise (every registered built-in) it takes `[n, B]` directly.
   """
   W, b = params
-  z = W.T @ (W @ xs) + b[:, None]  # [n, B]
+  h = W @ xs  # [m, B]
+  # The bias rides in the decoder matmul, as a column against a row of ones, so that its
+  # gradient is a matmul too instead of a sum over the batch: with XLA CPU's YNNPACK
+  # reductions off (they leak memory on several devices, see superpos_jax/cli.py) this
+  # made n=2 training 1.3x faster (308k -> 404k model-steps/s, 7 activations).
+  decoder = jnp.concatenate([W.T, b[:, None]], axis=1)  # [n, m + 1]
+  z = decoder @ jnp.concatenate([h, jnp.ones((1, xs.shape[1]), h.dtype)], axis=0)  # [n, B]
   out = jax.vmap(act, in_axes=1, out_axes=1)(z) if per_example else act(z)
   err = xs - out
   return jnp.vdot(importance[:, None] * err, err) / xs.shape[1]

@@ -165,6 +165,36 @@ def test_block_draws_train_like_step_by_step_draws(monkeypatch, rng):
 
 # ---------------------------------------------------------------------------- memory
 
+_GROWTH_SCRIPT = textwrap.dedent("""
+    import resource, sys
+    from superpos_jax import cli  # the scripts' XLA flags
+    import numpy as np
+    from superpos_jax import sweep
+    spec = sweep.SweepSpec(n=2, m=1, activations=("relu",), importance_kind="relative",
+                           densities=tuple(np.geomspace(0.01, 1, 20)),
+                           importances=tuple(np.geomspace(0.1, 10, 20)), seeds=(0, 1, 2),
+                           steps=int(sys.argv[1]), log_every=100)
+    sweep.run(spec, progress=False)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+""")
+
+
+def _peak_mb(steps: int, xla_flags: str) -> int:
+  env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _GROWTH_SCRIPT, str(steps)], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return int(proc.stdout.split()[-1])
+
+
+def test_memory_does_not_grow_with_steps_on_two_devices():
+  """Peak memory of a 1,200-model grid is the same after 5,000 steps as after 500, on two
+  host devices with the scripts' XLA flags (cli.py). With XLA CPU's YNNPACK reductions on,
+  it grew by ~300 MB here (a few KB per chunk and step) and killed a full phase diagram."""
+  flags = "--xla_force_host_platform_device_count=2"
+  short, long = _peak_mb(500, flags), _peak_mb(5000, flags)
+  assert long - short < 100, (short, long)
+
 MEM_SPEC = sweep.SweepSpec(n=6, m=3, activations=("relu",), densities=(1.0, 0.1, 0.01),
                            importances=(0.8,), seeds=(0, 1, 2), steps=20, **TINY)
 
