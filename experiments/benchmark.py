@@ -10,7 +10,9 @@ four ways, see superpos_jax/baselines.py:
 Slow ways run on a subset of points or steps and are scaled linearly (marked in the
 table). Then the engine's time and memory as the grid grows (n=2 to 10^5 models, n=200
 as far as it fits). Each measurement runs in a fresh process (full preset), so its peak
-memory is its own.
+memory is its own. Last, one jax.profiler trace of the engine per workload says where its
+time goes (matmuls, elementwise ops, reductions, random numbers, copies, dispatch) and
+how fast its matmuls run against a large GEMM (superpos_jax/profiling.py).
 
 Writes <out>/benchmark.json, <out>/benchmark.md (the tables, for the README) and
 <figures>/benchmark_speed.png, <figures>/benchmark_scaling.png.
@@ -18,7 +20,7 @@ Writes <out>/benchmark.json, <out>/benchmark.md (the tables, for the README) and
   python experiments/benchmark.py                   # full preset (minutes), CPU
   python experiments/benchmark.py --backend gpu
   python experiments/benchmark.py --preset quick    # seconds: checks that it works
-  python experiments/benchmark.py --workloads n2,n10 --skip-scaling
+  python experiments/benchmark.py --workloads n2,n10 --skip-scaling --skip-profile
 """
 
 import os
@@ -33,7 +35,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from superpos_jax import activations, baselines, sweep  # noqa: E402
+from superpos_jax import activations, baselines, profiling, sweep  # noqa: E402
 
 NAME = "benchmark"
 COMMON = dict(batch_size=1024, eval_size=1024, lrs=(1e-3,))
@@ -195,7 +197,9 @@ def main(argv=None):
                  help="folder for the figures (default: figures/)")
   p.add_argument("--workloads", type=cli.name_list,
                  help=f"comma-separated subset of {','.join(PRESETS['full']['workloads'])}")
-  p.add_argument("--skip-scaling", action="store_true", help="only the four-way comparison")
+  p.add_argument("--skip-scaling", action="store_true", help="no scaling series")
+  p.add_argument("--skip-profile", action="store_true",
+                 help="no jax.profiler breakdown of the engine's time per workload")
   p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                  help="one fresh process per measurement, so peak memory is its own "
                       "(default: on for full, off for quick)")
@@ -228,6 +232,11 @@ def main(argv=None):
   if "n2" in names:
     log(f"[{NAME}] progress display overhead (n2)")
     report["progress_overhead"] = baselines.progress_overhead(workload_spec(preset, "n2"), devices)
+  if not args.skip_profile:
+    report["profile"] = {}
+    for name in names:
+      log(f"[{NAME}] profile {name} (jax.profiler)")
+      report["profile"][name] = profiling.profile(workload_spec(preset, name), devices)
   if not args.skip_scaling:
     for name, sizes in preset["scaling"].items():
       log(f"[{NAME}] scaling {name}")

@@ -609,7 +609,24 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
                      _fmt(r["compile_s"], ".2f"), _fmt(r["run_s"], ".3g"),
                      _fmt(r["model_steps_per_s"]), _fmt(r["peak_rss_mb"], ".0f", "n/a")])
     lines += _table(head, rows, markdown)
+  if report.get("profile"):
+    from superpos_jax import profiling
+    lines += ["", "Where the vmapped engine's time goes (one jax.profiler trace per workload, "
+              "% of devices x wall time, superpos_jax/profiling.py):", ""]
+    lines += _table(*profiling.profile_table(report["profile"]), markdown)
+    lines += [""] + [("- " if markdown else "  ") + n for n in PROFILE_NOTES]
   return "\n".join(lines) + "\n"
+
+
+PROFILE_NOTES = [
+    "matmul GFLOP/s/device: the 5 products of 2*m*n*B FLOPs per model-step (2 forward, 3 "
+    "backward) over the time of the matmul ops; GEMM: one 1024x1024 float32 matmul per "
+    "device, all devices at once.",
+    "matmul-bound model-steps/s: the throughput if every other op were free and the "
+    "matmuls ran at the GEMM rate, an upper bound for this model and batch.",
+    "between ops: op dispatch (a few microseconds per op), waiting for the other device, "
+    "host callbacks.",
+]
 
 
 def _table(head: list[str], rows: list[list[str]], markdown: bool) -> list[str]:

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from superpos_jax import baselines, sweep
+from superpos_jax import baselines, profiling, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "experiments", "benchmark.py")
@@ -66,6 +66,14 @@ def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
   assert {"n2", "n200"} == set(report["scaling"])
   assert [r["models"] for r in report["scaling"]["n2"]["rows"]][0] == 1
   assert "| workload |" in (out / "benchmark.md").read_text()
+  assert set(report["profile"]) == {"n2", "n10", "n200"}
+  for name, prof in report["profile"].items():
+    cats = prof["categories"]
+    assert set(cats) == set(profiling.CATEGORIES), name
+    assert sum(c["share"] for c in cats.values()) == pytest.approx(1.0), name
+    assert cats["matmul"]["calls"] > 0 and cats["random numbers"]["calls"] > 0, name
+    assert cats["matmul"]["seconds"] > 0 and prof["gemm_gflops_per_device"] > 0, name
+  assert "Where the vmapped engine's time goes" in (out / "benchmark.md").read_text()
   for fig in ("benchmark_speed.png", "benchmark_scaling.png"):
     _assert_png(figs / fig)
 
@@ -117,3 +125,23 @@ def test_unknown_workload_is_a_one_line_error(capsys):
   assert module.cli.main_guard(module.main)(["--workloads", "n3"]) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: unknown workload") and "\n" not in err
+
+
+def test_op_categories_sorts_the_hlo_ops():
+  """The profile's classifier names the engine's ops by what they compute.
+
+  On a compiled program: its dots are "matmul", the threefry loop's ops "random numbers",
+  loops "loop"; an op of each kind the engine needs is found.
+  """
+  spec = sweep.SweepSpec(n=5, m=2, activations=("relu",), steps=4, batch_size=32,
+                         eval_size=64, log_every=2)
+  compiled, _, _ = sweep.compiled_program(spec)
+  hlo = compiled.as_text()
+  cats = profiling.op_categories(hlo)
+  assert {"matmul", "random numbers", "loop", "elementwise"} <= set(cats.values())
+  for line in hlo.splitlines():
+    parts = line.strip().removeprefix("ROOT ").split(" = ", 1)
+    if len(parts) == 2 and parts[0].startswith("%") and " dot(" in parts[1]:
+      assert cats[parts[0][1:]] == "matmul", line
+    if len(parts) == 2 and parts[0].startswith("%") and " while(" in parts[1]:
+      assert cats[parts[0][1:]] == "loop", line
