@@ -23,6 +23,7 @@ against the rate of one large GEMM on the same device (`gemm_rate`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import glob
 import gzip
 import json
@@ -137,8 +138,17 @@ def gemm_rate(devices=None, size: int = 1024, reps: int = 20) -> float:
   return 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+# Chunk-steps traced: the profiler keeps a bounded number of events (a 1,400-model n=2 run
+# of 2,000 steps lost most of its ops), so the traced run is cut to about this many.
+TRACED_CHUNK_STEPS = 2000
+
+
 def profile(spec: sweep.SweepSpec, devices=None) -> dict[str, Any]:
-  """Traces one warm `sweep.run(spec)` and sums its op time by category.
+  """Traces one warm `sweep.run` of `spec`'s grid and sums its op time by category.
+
+  The grid is `spec`'s, the steps are cut to about TRACED_CHUNK_STEPS chunk-steps in all
+  (the trace must hold every op), and `coverage` says which share of devices x wall time
+  the traced ops account for.
 
   Returns:
     run_s and model_steps_per_s (untraced), traced_run_s, chunk_size, devices, op_s (op
@@ -149,6 +159,10 @@ def profile(spec: sweep.SweepSpec, devices=None) -> dict[str, Any]:
     ran at the GEMM rate).
   """
   devices = list(devices or jax.devices())
+  chunk = sweep.choose_chunk_size(spec, devices=len(devices))
+  chunks = len(spec.activations) * sweep._n_chunks(sweep._static(spec, chunk, devices, False))
+  steps = max(1, min(spec.steps, TRACED_CHUNK_STEPS // chunks))
+  spec = dataclasses.replace(spec, steps=steps, log_every=steps)
   compiled, _, static = sweep.compiled_program(spec, devices=devices)
   categories = op_categories(compiled.as_text())
   sweep.run(spec, devices=devices, progress=False)  # warm: thread pools, page faults
@@ -183,6 +197,7 @@ def profile(spec: sweep.SweepSpec, devices=None) -> dict[str, Any]:
       "chunk_size": static.chunk_size,
       "devices": len(devices),
       "op_s": op_s,
+      "coverage": op_s / busy_s,
       "categories": by_cat,
       "top_ops": [{"op": op, "category": categories.get(op, "elementwise"), "seconds": s,
                    "calls": calls[op]} for s, op in top[:12]],
