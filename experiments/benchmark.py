@@ -35,7 +35,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from superpos_jax import activations, baselines, profiling, sweep  # noqa: E402
+from superpos_jax import activations, baselines, profiling, results, sweep  # noqa: E402
 
 NAME = "benchmark"
 COMMON = dict(batch_size=1024, eval_size=1024, lrs=(1e-3,))
@@ -179,11 +179,7 @@ def figure_scaling(report):
 
 
 def _write_text(path, text):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  results.write_atomically(path, lambda f: f.write(text.encode()))
 
 
 def main(argv=None):

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superpos_jax import activations, data, sweep
+from superpos_jax import activations, data, profiling, sweep
 from superpos_jax.loss import batch_loss
 from superpos_jax.model import Params, init_params
 
@@ -272,7 +272,7 @@ class Job:
   backend: str = "cpu"
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
   """Peak resident memory of this process, in MB.
 
   On Linux, VmHWM of /proc/self/status: ru_maxrss survives fork and exec, so a fresh
@@ -383,7 +383,7 @@ def measure(job: Job) -> dict[str, Any]:
   if spec.rng != "shared":
     raise ValueError(f"the baselines reproduce rng='shared' only, got rng={spec.rng!r}")
   devices = jax.devices(job.backend)
-  rss_baseline = _peak_rss_mb()
+  rss_baseline = peak_rss_mb()
   points = list(range(spec.num_models) if job.points is None else job.points)
   steps = spec.steps if job.steps is None else job.steps
   if steps != spec.steps:
@@ -405,7 +405,7 @@ def measure(job: Job) -> dict[str, Any]:
         compile_s, run_s, W = _looped_step(spec, points, steps)
   return {"way": job.way, "models": len(points), "steps": steps,
           "compile_s": compile_s, "run_s": run_s,
-          "peak_rss_mb": _peak_rss_mb(), "rss_baseline_mb": rss_baseline,
+          "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": rss_baseline,
           "peak_device_mb": _peak_device_mb(devices[0]), **extra,
           "W": {str(p): np.asarray(W[p]).tolist() for p in job.report_points if p in W}}
 
@@ -621,23 +621,12 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
                      _fmt(r["model_steps_per_s"]), _fmt(r["peak_rss_mb"], ".0f", "n/a")])
     lines += _table(head, rows, markdown)
   if report.get("profile"):
-    from superpos_jax import profiling
     lines += ["", "Where the vmapped engine's time goes (one jax.profiler trace per workload, "
               "% of devices x wall time, superpos_jax/profiling.py):", ""]
     lines += _table(*profiling.profile_table(report["profile"]), markdown)
-    lines += [""] + [("- " if markdown else "  ") + n for n in PROFILE_NOTES]
+    lines += [""] + [("- " if markdown else "  ") + n for n in profiling.NOTES]
   return "\n".join(lines) + "\n"
 
-
-PROFILE_NOTES = [
-    "matmul GFLOP/s/device: the 5 products of 2*m*n*B FLOPs per model-step (2 forward, 3 "
-    "backward) over the time of the matmul ops; GEMM: one 1024x1024 float32 matmul per "
-    "device, all devices at once.",
-    "matmul-bound model-steps/s: the throughput if every other op were free and the "
-    "matmuls ran at the GEMM rate, an upper bound for this model and batch.",
-    "between ops: op dispatch (a few microseconds per op), waiting for the other device, "
-    "host callbacks.",
-]
 
 
 def _table(head: list[str], rows: list[list[str]], markdown: bool) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from typing import Any, Mapping, Sequence
 
 import matplotlib
@@ -120,25 +119,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, formats: Sequence[str] = (
   root, ext = os.path.splitext(base)
   if ext.lstrip(".").lower() in {f.lower() for f in formats}:
     base = root
-  folder = os.path.dirname(os.path.abspath(base))
-  os.makedirs(folder, exist_ok=True)
-  written = []
-  for fmt in formats:
-    final = f"{base}.{fmt}"
-    # A hand-made temp name (not mkstemp) so the file gets the umask's permissions.
-    tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{os.path.basename(final)}")
-    try:
-      with open(tmp, "xb") as f:
-        fig.savefig(f, format=fmt, dpi=dpi)
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(tmp, final)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-      raise
-    written.append(final)
-  return written
+  return [results.write_atomically(f"{base}.{fmt}",
+                                   lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=dpi))
+          for fmt in formats]
 
 
 # Helpers.

@@ -223,3 +223,15 @@ def profile_table(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[l
                  "-" if mm is None else f"{mm:.1f}", f"{r['gemm_gflops_per_device']:.0f}",
                  f"{r['matmul_bound_model_steps_per_s']:,.0f}"])
   return head, rows
+
+
+# Footnotes of `profile_table` (the benchmark prints them under it).
+NOTES = [
+    "matmul GFLOP/s/device: the 5 products of 2*m*n*B FLOPs per model-step (2 forward, 3 "
+    "backward) over the time of the matmul ops; GEMM: one 1024x1024 float32 matmul per "
+    "device, all devices at once.",
+    "matmul-bound model-steps/s: the throughput if every other op were free and the "
+    "matmuls ran at the GEMM rate, an upper bound for this model and batch.",
+    "between ops: op dispatch (a few microseconds per op), waiting for the other device, "
+    "host callbacks.",
+]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
-from typing import Any
+import secrets
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -154,6 +154,29 @@ class SweepResult:
     return dataclasses.replace(self, coords=coords, data=data)
 
 
+def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> str:
+  """Calls `write(f)` on a temporary file in `path`'s folder, then renames it to `path`.
+
+  A crash or Ctrl-C mid-write leaves no partial file under `path` (the temporary file is
+  removed; an existing `path` stays as it was). Returns `path`.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  # A hand-made temp name (not mkstemp) so the file gets the umask's permissions.
+  tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{os.path.basename(path)}")
+  try:
+    with open(tmp, "xb") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return path
+
+
 def save(result: SweepResult, path: str | os.PathLike) -> str:
   """Writes `result` to `path` atomically (temp file in the same folder, then rename).
 
@@ -163,28 +186,12 @@ def save(result: SweepResult, path: str | os.PathLike) -> str:
   path = os.fspath(path)
   if not path.endswith(".npz"):
     path += ".npz"
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
   arrays = {f"coord_{a}": np.asarray(v) for a, v in result.coords.items()}
   arrays.update({k: np.asarray(v) for k, v in result.data.items()})
   arrays.update({k: np.asarray(v) for k, v in result.extra.items()})
   meta = dict(result.meta, schema_version=SCHEMA_VERSION, axes=list(result.axes))
   arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True))
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez_compressed(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-  return path
+  return write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def load(path: str | os.PathLike) -> SweepResult:

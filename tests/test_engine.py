@@ -175,8 +175,8 @@ _GROWTH_SCRIPT = textwrap.dedent("""
                            importances=tuple(np.geomspace(0.1, 10, 20)), seeds=(0, 1, 2),
                            steps=int(sys.argv[1]), log_every=100)
     sweep.run(spec, progress=False)
-    # VmHWM, not ru_maxrss: the latter survives fork+exec and would report pytest's peak.
-    print([int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0])
+    from superpos_jax import baselines  # its own peak (not pytest's, see peak_rss_mb)
+    print(int(baselines.peak_rss_mb()))
 """)
 
 
