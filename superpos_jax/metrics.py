@@ -5,10 +5,10 @@ Pure jax, one model at a time; vmap over grid axes. Column `W_i = W[:, i]` is fe
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
+
+from superpos_jax.phases import AMBIGUOUS, BOTH, DEFAULT_THRESHOLDS, FEATURE1, FEATURE2, NEITHER, PhaseThresholds
 
 # Below this norm a feature counts as unlearned: its direction Ŵ_i is undefined.
 _DEAD_NORM = 1e-6
@@ -65,26 +65,8 @@ def dims_per_feature(W: jax.Array) -> jax.Array:
   return m / jnp.sum(W * W)
 
 
-# n=2, m=1 phase classes, in the order the plots' legends show them.
-PHASES = ("neither", "feature 1 only", "superposition", "feature 2 only", "ambiguous")
-NEITHER, FEATURE1, BOTH, FEATURE2, AMBIGUOUS = range(len(PHASES))
-
-
-@dataclasses.dataclass(frozen=True)
-class PhaseThresholds:
-  """Rule for the n=2, m=1 phase of a model from `‖W_1‖`, `‖W_2‖`.
-
-  A feature is *encoded* when its norm is above `encoded`, *not encoded* below
-  `not_encoded`; a model with a norm in between is *ambiguous*. The defaults are those
-  of public TMS replications (0.8 / 0.2).
-  """
-
-  encoded: float = 0.8
-  not_encoded: float = 0.2
-
-
-def classify_phase(W: jax.Array, thresholds: PhaseThresholds = PhaseThresholds()) -> jax.Array:
-  """Phase index (into `PHASES`) of an n=2 model `W: [m, 2]`."""
+def classify_phase(W: jax.Array, thresholds: PhaseThresholds = DEFAULT_THRESHOLDS) -> jax.Array:
+  """Phase index (into `phases.PHASES`) of an n=2 model `W: [m, 2]`."""
   norms = feature_norms(W)
   on = norms > thresholds.encoded
   off = norms < thresholds.not_encoded

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from superpos_jax.activations import ActivationFn
-
-INITS = ("xavier_normal", "notebook")
+from superpos_jax.inits import init_std
 
 
 class Params(NamedTuple):
@@ -17,27 +16,9 @@ class Params(NamedTuple):
   b: jax.Array  # [n]
 
 
-def init_std(n: int, m: int, init: str = "xavier_normal", instances: int = 20) -> float:
-  """Standard deviation of the (untruncated) normal that initialises `W`.
-
-  Args:
-    n: features.
-    m: hidden dimensions.
-    init: "xavier_normal" for the per-model Glorot std `sqrt(2/(n+m))`; "notebook" for
-      what the public TMS notebook gets by applying PyTorch's `xavier_normal_` to one
-      `(instances, n, m)` tensor, `sqrt(2/(m*(n+instances)))`.
-    instances: the notebook's instance count (only for "notebook").
-  """
-  if init == "xavier_normal":
-    return (2.0 / (n + m)) ** 0.5
-  if init == "notebook":
-    return (2.0 / (m * (n + instances))) ** 0.5
-  raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
-
-
 def init_params(key: jax.Array, n: int, m: int, *, init: str = "xavier_normal",
                 instances: int = 20) -> Params:
-  """Normal init of `W [m, n]` with `init_std`, zero bias.
+  """Normal init of `W [m, n]` with `inits.init_std`, zero bias.
 
   Uses `jax.nn.initializers.variance_scaling` with the *untruncated* normal, as PyTorch's
   `xavier_normal_` does (`jax.nn.initializers.glorot_normal` truncates).

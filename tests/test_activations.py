@@ -10,6 +10,7 @@ import pytest
 from absl.testing import parameterized
 
 from superpos_jax import activations, sweep
+from superpos_jax.spec import SweepSpec
 
 TINY = dict(batch_size=64, eval_size=256, log_every=10)
 
@@ -145,7 +146,7 @@ def test_registered_activation_runs_in_a_sweep(registry):
                        "solu for one example", per_example=True)
   activations.register("test_zero", jnp.zeros_like, "always 0")
   assert "test_zero" in activations.names()
-  spec = sweep.SweepSpec(n=3, m=2, steps=20, **TINY, activations=(
+  spec = SweepSpec(n=3, m=2, steps=20, **TINY, activations=(
       "relu", "test_relu_copy", "solu", "test_solu_one", "test_zero"))
   res = sweep.run(spec)
   for ref, copy in (("relu", "test_relu_copy"), ("solu", "test_solu_one")):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from superpos_jax import data
+from superpos_jax import spec as spec_mod
 
 N_KEYS, N_FEATURES = 1000, 1000  # 10^6 features per density
 
@@ -64,28 +65,28 @@ def test_features_differ_between_keys():
 
 def test_geometric_importance():
   """I_i = r**i."""
-  np.testing.assert_allclose(data.geometric_importance(4, 0.5), [1.0, 0.5, 0.25, 0.125],
+  np.testing.assert_allclose(spec_mod.geometric_importance(4, 0.5), [1.0, 0.5, 0.25, 0.125],
                              rtol=1e-15, atol=0)
-  np.testing.assert_allclose(data.geometric_importance(10, 0.7)[-1], 0.7**9, rtol=1e-12, atol=0)
+  np.testing.assert_allclose(spec_mod.geometric_importance(10, 0.7)[-1], 0.7**9, rtol=1e-12, atol=0)
 
 
 def test_relative_importance():
   """[1, r, ..., r]."""
-  np.testing.assert_allclose(data.relative_importance(2, 0.1), [1.0, 0.1], rtol=1e-15, atol=0)
-  np.testing.assert_allclose(data.relative_importance(4, 3.0), [1.0, 3.0, 3.0, 3.0],
+  np.testing.assert_allclose(spec_mod.relative_importance(2, 0.1), [1.0, 0.1], rtol=1e-15, atol=0)
+  np.testing.assert_allclose(spec_mod.relative_importance(4, 3.0), [1.0, 3.0, 3.0, 3.0],
                              rtol=1e-15, atol=0)
 
 
 def test_uniform_importance():
   """All ones; a parameter other than 1 is an error, not silently ignored."""
-  np.testing.assert_array_equal(data.uniform_importance(5), np.ones(5))
-  np.testing.assert_array_equal(data.uniform_importance(3, 1.0), np.ones(3))
+  np.testing.assert_array_equal(spec_mod.uniform_importance(5), np.ones(5))
+  np.testing.assert_array_equal(spec_mod.uniform_importance(3, 1.0), np.ones(3))
   with pytest.raises(ValueError, match="uniform importance"):
-    data.uniform_importance(5, 0.7)
+    spec_mod.uniform_importance(5, 0.7)
 
 
 def test_importance_kinds_registry():
   """IMPORTANCE_KINDS maps the spec's names to these helpers."""
-  assert data.IMPORTANCE_KINDS == {"geometric": data.geometric_importance,
-                                   "relative": data.relative_importance,
-                                   "uniform": data.uniform_importance}
+  assert spec_mod.IMPORTANCE_KINDS == {"geometric": spec_mod.geometric_importance,
+                                   "relative": spec_mod.relative_importance,
+                                   "uniform": spec_mod.uniform_importance}

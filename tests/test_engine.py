@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from superpos_jax import activations, data, results, sweep
+from superpos_jax import activations, data, plan, progress, results, sweep, train
+from superpos_jax.spec import SpecError, SweepSpec
 from superpos_jax.loss import batch_loss, loss_fn
 from superpos_jax.model import init_params
 
@@ -90,9 +91,10 @@ _SHARDED_SCRIPT = textwrap.dedent("""
     import sys
     import jax
     from superpos_jax import results, sweep
+    from superpos_jax.spec import SweepSpec
     assert jax.device_count() == 4, jax.devices()
     for rng in ("shared", "per_point"):
-      spec = sweep.SweepSpec(n=3, m=2, activations=("tanh",),
+      spec = SweepSpec(n=3, m=2, activations=("tanh",),
                              densities=(1.0, 0.3, 0.05), seeds=(0, 1, 2), lrs=(1e-2,),
                              steps=20, batch_size=64, eval_size=256, log_every=10, rng=rng)
       for name, devices in (("four", jax.devices()), ("one", jax.devices()[:1])):
@@ -143,7 +145,7 @@ def test_sharded_over_four_devices_equals_one(sharded_files, rng):
 ])
 def test_draw_block_steps_divides_the_window_within_the_cap(length, step_bytes, block_bytes, want):
   """Steps per draw: the largest divisor of the window length whose draw fits the cap."""
-  assert sweep._draw_block_steps(length, step_bytes, block_bytes) == want
+  assert train.block_steps(length, step_bytes, block_bytes) == want
 
 
 @pytest.mark.parametrize("rng", ["shared", "per_point"])
@@ -153,10 +155,10 @@ def test_block_draws_train_like_step_by_step_draws(monkeypatch, rng):
   DRAW_BLOCK_BYTES=1 forces one step per draw; the default draws each 10-step window (and
   the 5-step remainder) at once. Same random numbers, so the same training.
   """
-  spec = sweep.SweepSpec(n=4, m=2, activations=("relu", "tanh"), densities=(1.0, 0.2),
+  spec = SweepSpec(n=4, m=2, activations=("relu", "tanh"), densities=(1.0, 0.2),
                          seeds=(0, 1), steps=25, rng=rng, **TINY)
   blocked = sweep.run(spec)
-  monkeypatch.setattr(sweep, "DRAW_BLOCK_BYTES", 1)
+  monkeypatch.setattr(plan, "DRAW_BLOCK_BYTES", 1)
   stepwise = sweep.run(spec)
   _assert_results_close(blocked, stepwise, rtol=1e-6, atol=1e-7)
   other = sweep.run(dataclasses.replace(spec, seeds=(2, 3)))  # the check can fail
@@ -167,16 +169,20 @@ def test_block_draws_train_like_step_by_step_draws(monkeypatch, rng):
 
 _GROWTH_SCRIPT = textwrap.dedent("""
     import sys
-    from superpos_jax import cli  # the scripts' XLA flags
+    from superpos_jax import cli
+    cli.configure_host()  # the scripts' XLA flags
     import numpy as np
     from superpos_jax import sweep
-    spec = sweep.SweepSpec(n=2, m=1, activations=("relu",), importance_kind="relative",
+    from superpos_jax.spec import SweepSpec
+    spec = SweepSpec(n=2, m=1, activations=("relu",), importance_kind="relative",
                            densities=tuple(np.geomspace(0.01, 1, 20)),
                            importances=tuple(np.geomspace(0.1, 10, 20)), seeds=(0, 1, 2),
                            steps=int(sys.argv[1]), log_every=100)
     sweep.run(spec, progress=False)
-    from superpos_jax import baselines  # its own peak (not pytest's, see peak_rss_mb)
-    print(int(baselines.peak_rss_mb()))
+    # This process's own peak (VmHWM; ru_maxrss would include the parent's, inherited
+    # through fork+exec).
+    with open("/proc/self/status") as f:
+      print(next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmHWM:")))
 """)
 
 
@@ -197,21 +203,21 @@ def test_memory_does_not_grow_with_steps_on_two_devices():
   short, long = _peak_mb(500, flags), _peak_mb(5000, flags)
   assert long - short < 100, (short, long)
 
-MEM_SPEC = sweep.SweepSpec(n=6, m=3, activations=("relu",), densities=(1.0, 0.1, 0.01),
+MEM_SPEC = SweepSpec(n=6, m=3, activations=("relu",), densities=(1.0, 0.1, 0.01),
                            importances=(0.8,), seeds=(0, 1, 2), steps=20, **TINY)
 
 
 def test_choose_chunk_size_fits_the_budget():
   """A small byte budget shrinks the chunk until the estimate fits it."""
-  default = sweep.choose_chunk_size(MEM_SPEC)
+  default = plan.choose_chunk_size(MEM_SPEC)
   assert default == 3  # one seed's points (shared-RNG chunks never span seeds)
-  budget = sweep.estimate_memory(MEM_SPEC, 2)
-  chunk = sweep.choose_chunk_size(MEM_SPEC, max_memory=budget)
+  budget = plan.estimate_memory(MEM_SPEC, 2)
+  chunk = plan.choose_chunk_size(MEM_SPEC, max_memory=budget)
   assert 1 <= chunk <= 2
-  assert sweep.estimate_memory(MEM_SPEC, chunk) <= budget
-  assert sweep.choose_chunk_size(MEM_SPEC, max_memory=2**40) == default
+  assert plan.estimate_memory(MEM_SPEC, chunk) <= budget
+  assert plan.choose_chunk_size(MEM_SPEC, max_memory=2**40) == default
   # The estimate grows with the chunk (it is what the budget trades against).
-  assert sweep.estimate_memory(MEM_SPEC, 1) < sweep.estimate_memory(MEM_SPEC, 9)
+  assert plan.estimate_memory(MEM_SPEC, 1) < plan.estimate_memory(MEM_SPEC, 9)
 
 
 @pytest.mark.parametrize("n,m,points,seeds,devices", [
@@ -222,21 +228,21 @@ def test_choose_chunk_size_fits_the_budget():
 def test_chunks_fill_the_devices_without_padding(n, m, points, seeds, devices):
   """The chosen chunk size pads no chunk slot when the grid can be cut evenly, and keeps
   at least MIN_CHUNK (or all of a seed's points) per chunk."""
-  spec = sweep.SweepSpec(n=n, m=m, activations=("relu",), importance_kind="uniform",
+  spec = SweepSpec(n=n, m=m, activations=("relu",), importance_kind="uniform",
                          importances=(1.0,), seeds=tuple(range(seeds)),
                          densities=tuple(np.geomspace(0.01, 1.0, points)))
-  chunk = sweep.choose_chunk_size(spec, devices=devices)
-  static = sweep._static(spec, chunk, [None] * devices, False)
-  assert sweep._n_chunks(static) * chunk == spec.num_models
-  assert chunk >= min(points, sweep.MIN_CHUNK) // 2
+  chunk = plan.choose_chunk_size(spec, devices=devices)
+  layout = plan.Plan(spec, chunk, (None,) * devices)  # the layout only counts devices
+  assert layout.n_chunks * chunk == spec.num_models
+  assert chunk >= min(points, plan.MIN_CHUNK) // 2
 
 
 def test_budget_below_one_model_raises():
   """A budget under one model at a time raises SpecError saying what to change."""
-  too_small = sweep.estimate_memory(MEM_SPEC, 1) - 1
-  with pytest.raises(sweep.SpecError, match=r"GiB.*budget.*shrink the grid or batch"):
-    sweep.choose_chunk_size(MEM_SPEC, max_memory=too_small)
-  with pytest.raises(sweep.SpecError, match="budget"):
+  too_small = plan.estimate_memory(MEM_SPEC, 1) - 1
+  with pytest.raises(SpecError, match=r"(GiB|MiB).*budget.*shrink the grid or batch"):
+    plan.choose_chunk_size(MEM_SPEC, max_memory=too_small)
+  with pytest.raises(SpecError, match="budget"):
     sweep.run(MEM_SPEC, max_memory=too_small)
 
 
@@ -248,7 +254,7 @@ def mem_full():
 
 def test_run_under_a_small_budget_gives_the_same_results(mem_full):
   """run(spec, max_memory=small) uses a smaller chunk and trains to the same numbers."""
-  budget = sweep.estimate_memory(MEM_SPEC, 2)
+  budget = plan.estimate_memory(MEM_SPEC, 2)
   small = sweep.run(MEM_SPEC, max_memory=budget)
   assert small.meta["engine"]["chunk_size"] <= 2 < mem_full.meta["engine"]["chunk_size"]
   assert small.meta["engine"]["estimated_bytes"] <= budget
@@ -257,7 +263,7 @@ def test_run_under_a_small_budget_gives_the_same_results(mem_full):
 
 def _big_n2_spec(**kw):
   """10^5 models at n=2, m=1: 100 densities × 100 importances × 10 seeds."""
-  return sweep.SweepSpec(**dict(dict(
+  return SweepSpec(**dict(dict(
       n=2, m=1, activations=("relu",), densities=tuple(np.geomspace(1.0, 1e-3, 100)),
       importance_kind="relative", importances=tuple(np.geomspace(0.1, 10.0, 100)),
       seeds=tuple(range(10))), **kw))
@@ -267,10 +273,10 @@ def test_hundred_thousand_n2_models_fit_in_memory():
   """A 10^5-model n=2 grid at the study's batch and eval sizes is estimated well under 24 GiB."""
   spec = _big_n2_spec(steps=10_000)
   assert spec.num_models == 100_000
-  chunk = sweep.choose_chunk_size(spec)
+  chunk = plan.choose_chunk_size(spec)
   assert 1 <= chunk < spec.num_models
-  assert sweep.estimate_memory(spec, chunk) < 2 * 2**30
-  assert sweep.choose_chunk_size(spec, max_memory=24 * 2**30) == chunk
+  assert plan.estimate_memory(spec, chunk) < 2 * 2**30
+  assert plan.choose_chunk_size(spec, max_memory=24 * 2**30) == chunk
 
 
 @pytest.mark.slow
@@ -312,14 +318,16 @@ def test_progress_with_fewer_steps_than_log_every():
 
   (Builds the reporter `run(spec, progress=True)` builds, without compiling the program.)
   """
-  spec = sweep.SweepSpec(n=3, m=2, activations=("relu",), steps=7, **TINY)
-  sweep._Progress(spec, sweep._static(spec, 1, jax.devices(), True))
+  spec = SweepSpec(n=3, m=2, activations=("relu",), steps=7, **TINY)
+  layout = plan.make_plan(spec, devices=jax.devices(), chunk_size=1, progress=True)
+  assert sweep.progress_ticks(layout) == 0
+  progress.Progress(sweep.progress_ticks(layout), spec.num_models * spec.steps)(0, 0)
 
 
 # ---------------------------------------------------------------------------- arguments
 
 def test_bad_chunk_size_raises_naming_it():
   """chunk_size=0 raises a ValueError (SpecError) that names chunk_size."""
-  spec = sweep.SweepSpec(n=3, m=2, activations=("relu",), steps=5, **TINY)
+  spec = SweepSpec(n=3, m=2, activations=("relu",), steps=5, **TINY)
   with pytest.raises(ValueError, match="chunk_size"):
     sweep.run(spec, chunk_size=0)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from superpos_jax import metrics, results
+from superpos_jax import metrics, phases, results
 
 
 def test_metrics_obey_rank_promotion_raise():
@@ -129,9 +129,9 @@ def test_classify_phase_custom_thresholds():
       == metrics.NEITHER
 
 
-def test_phase_names_agree():
-  """metrics.PHASES (jax side) equals results.PHASES (numpy side, for plots)."""
-  assert metrics.PHASES == results.PHASES
-  assert [metrics.PHASES[i] for i in (metrics.NEITHER, metrics.FEATURE1, metrics.BOTH,
-                                      metrics.FEATURE2, metrics.AMBIGUOUS)] == \
+def test_phase_names_are_defined_once():
+  """metrics, results and plots use the one list of phases.PHASES, and its indices."""
+  assert results.PHASES is phases.PHASES and metrics.BOTH is phases.BOTH
+  assert [phases.PHASES[i] for i in (phases.NEITHER, phases.FEATURE1, phases.BOTH,
+                                     phases.FEATURE2, phases.AMBIGUOUS)] == \
       ["neither", "feature 1 only", "superposition", "feature 2 only", "ambiguous"]

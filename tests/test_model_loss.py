@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from superpos_jax import activations, model
+from superpos_jax import activations, inits, model
 from superpos_jax.loss import example_loss, loss_fn
 from superpos_jax.model import Params
 
@@ -27,7 +27,7 @@ def _many_inits(init):
 def test_xavier_std_is_per_model():
   """"xavier_normal" has std sqrt(2/(n+m)) (sample std within 2%) and mean 0."""
   expected = math.sqrt(2 / (N + M))
-  assert model.init_std(N, M, "xavier_normal") == pytest.approx(expected, rel=1e-12)
+  assert inits.init_std(N, M, "xavier_normal") == pytest.approx(expected, rel=1e-12)
   w = np.asarray(_many_inits("xavier_normal").W, np.float64)
   np.testing.assert_allclose(w.std(), expected, rtol=0.02, atol=0)
   np.testing.assert_allclose(w.mean(), 0.0, rtol=0, atol=5 * expected / math.sqrt(w.size))
@@ -45,7 +45,7 @@ def test_xavier_is_untruncated():
 
 def test_notebook_std():
   """"notebook" has std sqrt(2/(m(n+I))): 0.0213 for n=200, m=20, I=20."""
-  assert model.init_std(N, M, "notebook", instances=20) == pytest.approx(0.02132, abs=5e-6)
+  assert inits.init_std(N, M, "notebook", instances=20) == pytest.approx(0.02132, abs=5e-6)
   w = np.asarray(_many_inits("notebook").W, np.float64)
   np.testing.assert_allclose(w.std(), math.sqrt(2 / (M * (N + 20))), rtol=0.02, atol=0)
 
@@ -60,7 +60,7 @@ def test_bias_is_zero_and_keys_matter():
 def test_unknown_init_raises():
   """An unknown init name is an error that lists the valid ones."""
   with pytest.raises(ValueError, match="xavier_normal"):
-    model.init_std(N, M, "kaiming")
+    inits.init_std(N, M, "kaiming")
 
 
 def _random_params(n=6, m=3, seed=0):

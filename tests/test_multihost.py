@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 
 from superpos_jax import results, sweep
+from superpos_jax.spec import SweepSpec
 
 SPEC = dict(n=3, m=2, activations=("relu", "tanh"), densities=(1.0, 0.3, 0.1), seeds=(0, 1),
             steps=20, log_every=10, batch_size=64, eval_size=256)
@@ -21,8 +22,9 @@ WORKER = textwrap.dedent("""
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
                                process_id=pid)
     from superpos_jax import results, sweep
+    from superpos_jax.spec import SweepSpec
     assert jax.process_count() == 2 and len(jax.devices()) == 2
-    res = sweep.run(sweep.SweepSpec(**%r), progress=False)
+    res = sweep.run(SweepSpec(**%r), progress=False)
     if pid == 0:
       results.save(res, out)
 """ % (SPEC,))
@@ -50,6 +52,6 @@ def test_two_processes_equal_one(tmp_path):
   assert all(p.returncode == 0 for p in procs), "\n".join(l[-2000:] for l in logs)
   multi = results.load(out)
   assert multi.meta["engine"]["devices"] == 2
-  single = sweep.run(sweep.SweepSpec(**SPEC), progress=False)
+  single = sweep.run(SweepSpec(**SPEC), progress=False)
   for k in single.data:
     np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)

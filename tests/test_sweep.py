@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from superpos_jax import activations, metrics, results, sweep
+from superpos_jax import activations, metrics, phases, plan, results, sweep
+from superpos_jax.spec import SpecError, SweepSpec
 
 TINY = dict(batch_size=64, eval_size=256, log_every=10)
 
@@ -21,7 +22,7 @@ POINT = dict(activation="tanh", density=0.1, importance=0.9, lr=1e-2, seed=1)
 
 
 def _alone(rng):
-  return sweep.SweepSpec(**dict(GRID, activations=(POINT["activation"],),
+  return SweepSpec(**dict(GRID, activations=(POINT["activation"],),
                                 densities=(POINT["density"],), importances=(POINT["importance"],),
                                 lrs=(POINT["lr"],), seeds=(POINT["seed"],), rng=rng))
 
@@ -29,7 +30,7 @@ def _alone(rng):
 @pytest.fixture(scope="module", params=["shared", "per_point"])
 def grid_and_alone(request):
   rng = request.param
-  grid = sweep.run(sweep.SweepSpec(**dict(GRID, rng=rng)))
+  grid = sweep.run(SweepSpec(**dict(GRID, rng=rng)))
   alone = sweep.run(_alone(rng))
   return rng, grid, alone
 
@@ -42,7 +43,7 @@ def grid(grid_and_alone):
 # ---------------------------------------------------------------------------- validation
 
 def _spec(**kw):
-  return sweep.SweepSpec(**dict(dict(n=5, m=2, steps=20, **TINY), **kw))
+  return SweepSpec(**dict(dict(n=5, m=2, steps=20, **TINY), **kw))
 
 
 @pytest.mark.parametrize("kw, field", [
@@ -75,7 +76,7 @@ def _spec(**kw):
 ])
 def test_bad_spec_raises_naming_the_field(kw, field):
   """Each invalid spec raises SpecError whose message names the offending field."""
-  with pytest.raises(sweep.SpecError, match=field):
+  with pytest.raises(SpecError, match=field):
     _spec(**kw)
 
 
@@ -90,7 +91,7 @@ def test_spec_accepts_lists_and_stays_hashable():
   spec = _spec(densities=[1.0, 0.1], seeds=[0, 1])
   assert spec.densities == (1.0, 0.1) and spec.seeds == (0, 1)
   hash(spec)
-  assert sweep.SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+  assert SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 def test_numpy_integer_seeds_are_json_safe():
@@ -126,7 +127,7 @@ def test_float32_densities_are_accepted():
 
 def test_result_shapes(grid):
   """Every array has the grid shape (A, D, I, L, S) first, then its per-model shape."""
-  spec = sweep.SweepSpec(**GRID)
+  spec = SweepSpec(**GRID)
   g = spec.grid_shape
   assert g == (2, 3, 2, 2, 2)
   n, m, T = 5, 2, 3
@@ -157,9 +158,9 @@ def test_history_steps_uneven(grid):
   np.testing.assert_array_equal(grid.extra["history_steps"], [10, 20, 25])
   np.testing.assert_array_equal(grid.data["final_loss"], grid.data["loss_history"][..., -1])
   np.testing.assert_array_equal(
-      sweep.SweepSpec(**dict(GRID, steps=30)).history_steps(), [10, 20, 30])
+      SweepSpec(**dict(GRID, steps=30)).history_steps(), [10, 20, 30])
   np.testing.assert_array_equal(
-      sweep.SweepSpec(**dict(GRID, steps=7)).history_steps(), [7])
+      SweepSpec(**dict(GRID, steps=7)).history_steps(), [7])
 
 
 def test_metrics_agree_with_weights(grid):
@@ -191,7 +192,7 @@ def test_point_alone_equals_point_in_grid(grid_and_alone):
 def grid_chunked(grid_and_alone):
   """GRID run again with chunk sizes 1 and 5: {chunk_size: result}."""
   rng = grid_and_alone[0]
-  spec = sweep.SweepSpec(**dict(GRID, rng=rng))
+  spec = SweepSpec(**dict(GRID, rng=rng))
   return {c: sweep.run(spec, chunk_size=c) for c in (1, 5)}
 
 
@@ -202,7 +203,7 @@ def test_chunk_size_does_not_change_results(grid, grid_chunked):
   modes (15 and 25 slots), the default is one seed's 12 points in shared mode and all 24
   in per_point mode, and chunks of 1 train every model on its own.
   """
-  assert grid.meta["engine"]["chunk_size"] == (12 if grid.spec["rng"] == "shared" else 24)
+  assert grid.meta["engine"]["chunk_size"] == (12 if grid.spec.rng == "shared" else 24)
   ok = ~grid["diverged"]  # diverged models hold inf/NaN garbage that need not agree
   assert ok.sum() == 24
   for c, res in grid_chunked.items():
@@ -237,7 +238,7 @@ def test_rng_modes_differ(grid_and_alone):
 def test_rerun_is_bit_identical(grid_and_alone):
   """The same grid run twice gives bit-identical arrays (diverged NaNs included)."""
   rng, grid, _ = grid_and_alone
-  again = sweep.run(sweep.SweepSpec(**dict(GRID, rng=rng)))
+  again = sweep.run(SweepSpec(**dict(GRID, rng=rng)))
   assert set(again.data) == set(grid.data)
   for k in grid.data:
     np.testing.assert_array_equal(again.data[k], grid.data[k], err_msg=k)
@@ -269,81 +270,90 @@ LINEAR = dict(n=5, m=5, activations=("linear",), importance_kind="uniform", impo
               lrs=(1e-2,), steps=300, **TINY)
 
 
+class CompileEvents:
+  """Counts JAX's own monitoring events: traces to a jaxpr and backend compiles."""
+
+  TRACE = "/jax/core/compile/jaxpr_trace_duration"
+  COMPILE = "/jax/core/compile/backend_compile_duration"
+
+  def __init__(self):
+    self.events = []
+
+  def __enter__(self):
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+    return self
+
+  def __exit__(self, *exc):
+    jax.monitoring.unregister_event_duration_listener(self._listen)
+
+  def _listen(self, event, duration, **kw):
+    self.events.append(event)
+
+  def count(self, event):
+    return self.events.count(event)
+
+
 @pytest.fixture(scope="module")
 def linear_runs():
-  """Two specs with equal shapes but other density/lr values, with compiles counted.
-
-  Returns (first result, second result, static of the second, counts) where counts holds
-  the `_program` cache misses/hits and the backend compiles of each run.
-  """
-  compiles = []
-
-  def listener(event, duration, **kw):
-    if event == "/jax/core/compile/backend_compile_duration":
-      compiles.append(event)
-
-  counts = {}
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    info0 = sweep._program.cache_info()
-    first = sweep.run(sweep.SweepSpec(**LINEAR))
-    info1 = sweep._program.cache_info()
-    counts["compiles_first"] = len(compiles)
-    spec_b = sweep.SweepSpec(**dict(LINEAR, densities=(0.5,), lrs=(3e-3,)))
-    second = sweep.run(spec_b)
-    info2 = sweep._program.cache_info()
-    counts["compiles_second"] = len(compiles) - counts["compiles_first"]
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  counts["misses_first"] = info1.misses - info0.misses
-  counts["misses_second"] = info2.misses - info1.misses
-  counts["hits_second"] = info2.hits - info1.hits
-  # The static the second run used, rebuilt from its recorded engine settings.
-  static = sweep._static(spec_b, second.meta["engine"]["chunk_size"], jax.devices(), False)
-  return first, second, static, counts
+  """Two specs with equal shapes but other density/lr values, with traces and compiles
+  counted for each run (by jax.monitoring events)."""
+  with CompileEvents() as one:
+    first = sweep.run(SweepSpec(**LINEAR))
+  with CompileEvents() as two:
+    second = sweep.run(SweepSpec(**dict(LINEAR, densities=(0.5,), lrs=(3e-3,))))
+  counts = {"traces_first": one.count(one.TRACE), "compiles_first": one.count(one.COMPILE),
+            "traces_second": two.count(two.TRACE), "compiles_second": two.count(two.COMPILE)}
+  return first, second, counts
 
 
 def test_compiles_once(linear_runs):
-  """New density/lr values with the same shapes reuse the program: one trace, one compile.
+  """New density/lr values with the same shapes reuse the program: no trace, no compile.
 
-  (`run` compiles ahead of time with `.lower().compile()`, which bypasses jit's call
-  cache, so `_program`'s lru cache, the per-static trace counter and the backend compile
-  events are the observables.)
+  (`run` compiles ahead of time with `.lower().compile()`; JAX's monitoring events for
+  tracing and backend compilation are the observables.)
   """
-  first, second, static, counts = linear_runs
-  assert counts["misses_first"] == 1  # LINEAR's static is used by no other test
-  assert counts["misses_second"] == 0 and counts["hits_second"] == 1
-  assert sweep._TRACES[static] == 1
-  assert counts["compiles_first"] >= 1
+  first, second, counts = linear_runs
+  assert counts["traces_first"] >= 1 and counts["compiles_first"] >= 1
+  assert counts["traces_second"] == 0
   assert counts["compiles_second"] == 0
   assert not np.allclose(first["W"], second["W"])
   assert second.meta["timings"]["compile_s"] < first.meta["timings"]["compile_s"]
 
 
 def test_two_static_configs_in_one_process():
-  """Two differently-shaped specs run one after the other, each traced exactly once.
-
-  Was a bug: chex.assert_max_traces shared one counter across every static configuration.
-  """
+  """Two differently-shaped specs lowered one after the other: each traced once; lowering
+  the same one again traces nothing."""
   for m in (1, 2):
-    spec = sweep.SweepSpec(n=3, m=m, activations=("relu",), steps=3, **TINY)
-    static = sweep._static(spec, 1, jax.devices(), False)
-    for _ in range(2):  # the second lowering reuses the trace
-      sweep._program(static).lower(*sweep.program_inputs(spec))
-      assert sweep._TRACES[static] == 1
+    spec = SweepSpec(n=3, m=m, activations=("relu",), steps=3, **TINY)
+    layout = plan.make_plan(spec, devices=jax.devices(), chunk_size=1)
+    with CompileEvents() as first:
+      sweep._program(layout).lower(*sweep.program_inputs(spec))
+    with CompileEvents() as again:
+      sweep._program(layout).lower(*sweep.program_inputs(spec))
+    assert first.count(first.TRACE) >= 1 and again.count(again.TRACE) == 0
+
+
+def test_plans_equal_by_static_settings_only():
+  """Plans of specs that differ only in swept values are equal (one compiled program);
+  a different shape or static setting is another plan."""
+  devices = jax.devices()
+  make = lambda **kw: plan.make_plan(SweepSpec(**dict(LINEAR, **kw)), devices=devices, chunk_size=1)
+  assert make() == make(densities=(0.5,), lrs=(3e-3,), seeds=(7,), weight_decay=0.1)
+  assert hash(make()) == hash(make(densities=(0.5,)))
+  assert make() != make(steps=LINEAR["steps"] + 1)
+  assert make() != make(densities=(0.5, 0.25))
 
 
 def test_evicted_program_can_be_rebuilt(monkeypatch):
-  """A static configuration evicted from the program cache can be compiled again.
+  """A plan evicted from the program cache can be compiled again.
 
   The cache is shrunk to one entry so that eviction happens after two configs, not 33.
   """
   monkeypatch.setattr(sweep, "_program", functools.lru_cache(maxsize=1)(sweep._program.__wrapped__))
-  monkeypatch.setattr(sweep, "_TRACES", {})
-  specs = [sweep.SweepSpec(n=3, m=m, activations=("relu",), steps=2, **TINY) for m in (1, 2, 1)]
+  specs = [SweepSpec(n=3, m=m, activations=("relu",), steps=2, **TINY) for m in (1, 2, 1)]
   for spec in specs:
-    static = sweep._static(spec, 1, jax.devices(), False)
-    sweep._program(static).lower(*sweep.program_inputs(spec))
+    layout = plan.make_plan(spec, devices=jax.devices(), chunk_size=1)
+    sweep._program(layout).lower(*sweep.program_inputs(spec))
 
 
 def test_per_point_keys_obey_rank_promotion_raise():
@@ -351,10 +361,10 @@ def test_per_point_keys_obey_rank_promotion_raise():
 
   Was a bug: the per-point importance label multiplied [I, n] by [n] by rank promotion.
   """
-  spec = sweep.SweepSpec(n=4, m=3, activations=("relu",), importances=(0.7, 0.9), steps=3,
-                         rng="per_point", **TINY)
+  spec = SweepSpec(n=4, m=3, activations=("relu",), importances=(0.7, 0.9), steps=3,
+                   rng="per_point", **TINY)
   with jax.numpy_rank_promotion("raise"):
-    sweep._program(sweep._static(spec, 2, jax.devices(), False)).lower(
+    sweep._program(plan.make_plan(spec, devices=jax.devices(), chunk_size=2)).lower(
         *sweep.program_inputs(spec))
 
 
@@ -376,7 +386,7 @@ def test_relu_n2_drops_the_less_important_feature():
   Wattenberg's closed form: at density s = 1, dropping feature 2 costs 0.1·(1/3 - 1/4) =
   0.00833, dropping feature 1 costs 0.0833, the antipodal pair (1 + 0.1)/6 = 0.183.
   """
-  spec = sweep.SweepSpec(n=2, m=1, activations=("relu",), importance_kind="relative",
+  spec = SweepSpec(n=2, m=1, activations=("relu",), importance_kind="relative",
                          importances=(0.1,), lrs=(1e-2,), seeds=(0, 1, 2), steps=1500, **TINY)
   res = sweep.run(spec).sel(activation="relu", density=1.0, importance=0.1, lr=1e-2)
   chex.assert_shape(res["phase"], (3,))  # n = 2: phase is present
@@ -392,7 +402,7 @@ def test_relu_n2_drops_the_less_important_feature():
 def test_study_grid_runs_and_round_trips(tmp_path):
   """7 activations × 20 densities × 3 seeds at n=10, m=5 in one call; the npz explains itself."""
   densities = tuple(float(d) for d in 20.0 ** -np.linspace(0, 1, 20))
-  spec = sweep.SweepSpec(n=10, m=5, densities=densities, seeds=(0, 1, 2), steps=10, **TINY)
+  spec = SweepSpec(n=10, m=5, densities=densities, seeds=(0, 1, 2), steps=10, **TINY)
   res = sweep.run(spec)
   assert spec.grid_shape == (7, 20, 1, 1, 3)
   chex.assert_shape(res["W"], (7, 20, 1, 1, 3, 5, 10))
@@ -411,5 +421,5 @@ def test_study_grid_runs_and_round_trips(tmp_path):
   t = loaded.meta["timings"]
   assert t["compile_s"] > 0 and t["run_s"] > 0 and t["model_steps_per_s"] > 0
   assert loaded.meta["spec_digest"] == spec.digest()
-  assert sweep.SweepSpec.from_dict(loaded.meta["spec"]) == spec
+  assert SweepSpec.from_dict(loaded.meta["spec"]) == spec
   assert loaded.meta["schema_version"] == results.SCHEMA_VERSION

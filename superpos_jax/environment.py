@@ -1,0 +1,58 @@
+"""What a result file records about where it was made: versions, backend, devices."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib import metadata
+from typing import Any, Sequence
+
+import jax
+
+_PACKAGES = ("jax", "jaxlib", "optax", "flax", "chex", "numpy")
+
+
+def _version(package: str) -> str | None:
+  try:
+    return metadata.version(package)
+  except metadata.PackageNotFoundError:
+    return None
+
+
+def _git_commit() -> str | None:
+  """The checkout's commit, read from `.git` (None outside a git checkout)."""
+  git = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".git")
+  try:
+    with open(os.path.join(git, "HEAD")) as f:
+      head = f.read().strip()
+    if not head.startswith("ref: "):
+      return head or None
+    ref = head[5:]
+    if os.path.exists(os.path.join(git, ref)):
+      with open(os.path.join(git, ref)) as f:
+        return f.read().strip() or None
+    with open(os.path.join(git, "packed-refs")) as f:
+      for line in f:
+        if line.rstrip().endswith(" " + ref):
+          return line.split()[0]
+  except OSError:
+    pass
+  return None
+
+
+def environment(devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """Versions, backend and devices, for the result file's metadata."""
+  from superpos_jax import __version__
+  devices = list(devices or jax.devices())
+  return {
+      "superpos_jax": __version__,
+      "git_commit": _git_commit(),
+      **{p: _version(p) for p in _PACKAGES},
+      "python": platform.python_version(),
+      "platform": platform.platform(),
+      "backend": devices[0].platform,
+      "device_count": len(devices),
+      "device_kind": devices[0].device_kind,
+      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+  }

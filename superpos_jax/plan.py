@@ -1,0 +1,224 @@
+"""How a grid is laid out for training: chunks, padding, devices, memory.
+
+The sweep trains a grid's points in *chunks* of models that run together in one
+`lax.scan` over steps (`lax.map` over chunks keeps a chunk's working set in cache and
+bounds memory), and shards the chunks over devices. `make_plan` derives that layout from
+a spec; nothing in it changes the numbers beyond float rounding (tests check it).
+
+Points are ordered (seed, density, importance, lr) within an activation. With shared
+random numbers (`rng="shared"`) a chunk never spans two seeds, so it draws one `[n, B]`
+batch of uniforms per step for all its models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from superpos_jax.spec import SpecError, SweepSpec, check_spec
+from superpos_jax.train import DRAW_BLOCK_BYTES
+
+# Bytes of per-chunk working set that keep a training step inside a core's L2 cache:
+# measured on the 2-core CPU, n=2 models ran 2x faster in chunks of ~128 than all at once,
+# n=10 best in chunks of 16.
+CACHE_BYTES = 2**20
+# Large models (n=200) overflow the cache even alone; there 2-4 models per chunk still pay,
+# because the batched matmuls amortise their per-call overhead (measured at n=200, m=20:
+# 1 model per chunk 961 model-steps/s, 2: 1,764, 4: 1,739, 8: 1,598).
+MIN_CHUNK = 4
+# Intermediates alive per model during one step, in units of one [n, B] float32 array.
+_LIVE_ARRAYS = 12
+
+
+def model_step_bytes(spec: SweepSpec) -> int:
+  """Approximate working-set bytes of one model during one training step."""
+  return 4 * _LIVE_ARRAYS * (spec.n + spec.m) * spec.batch_size + 4 * spec.n * spec.eval_size
+
+
+def estimate_memory(spec: SweepSpec, chunk_size: int) -> int:
+  """Approximate peak bytes of a run: chunk working set + every model's state and outputs."""
+  per_model_state = 4 * (4 * (spec.m * spec.n + spec.n) + len(spec.history_steps()) + 3 * spec.n + 8)
+  return (chunk_size * model_step_bytes(spec) + 2 * spec.num_models * per_model_state
+          + DRAW_BLOCK_BYTES)
+
+
+def _groups(spec: SweepSpec) -> tuple[int, int]:
+  """`(groups, points per group)` that chunks are cut from, per activation: one group per
+  seed with shared random numbers (a chunk draws for one seed), else one group."""
+  A, S = len(spec.activations), len(spec.seeds)
+  return (S, spec.num_models // (A * S)) if spec.rng == "shared" else (1, spec.num_models // A)
+
+
+def _gib(nbytes: float) -> str:
+  """A byte count in the largest unit that keeps it >= 1 (`"512 B"`, `"1.50 GiB"`)."""
+  for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    if abs(nbytes) >= size:
+      return f"{nbytes / size:,.2f} {unit}"
+  return f"{int(nbytes)} B"
+
+
+def check_memory_budget(max_memory) -> int | None:
+  """`max_memory` as a positive int of bytes (None: no limit), else a one-line SpecError."""
+  if max_memory is None:
+    return None
+  if (isinstance(max_memory, bool) or not isinstance(max_memory, (int, float, np.number))
+      or not max_memory >= 1 or not np.isfinite(max_memory)):
+    raise SpecError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
+  return int(max_memory)
+
+
+def check_devices(devices) -> tuple:
+  """`devices` as a non-empty tuple of `jax.Device`, else a one-line SpecError."""
+  import jax
+  if isinstance(devices, (str, bytes)) or not hasattr(devices, "__iter__"):
+    raise SpecError(f"devices must be a sequence of jax.Device (e.g. jax.devices('cpu')), "
+                    f"got {devices!r}")
+  devices = tuple(devices)
+  bad = [d for d in devices if not isinstance(d, jax.Device)]
+  if bad or not devices:
+    raise SpecError(f"devices must be a non-empty sequence of jax.Device (e.g. "
+                    f"jax.devices('cpu')), got {bad[0] if bad else devices!r}")
+  return devices
+
+
+def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: int = 1) -> int:
+  """Models per chunk: cache-sized for speed, shrunk to fit `max_memory` bytes, and cut so
+  that the chunks fill every device with as little padding as possible.
+
+  Padding matters: the grid's chunks are padded to a whole number per device, and a pad
+  chunk costs as much as a real one (n=200, 20 models, 2 devices: chunks of 7 gave 3
+  chunks padded to 4, 29% wasted; chunks of 2 waste nothing and ran 1.45x faster).
+
+  Raises:
+    SpecError: if even one model per chunk would exceed `max_memory`.
+  """
+  groups, q = _groups(spec)
+  target = max(CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size), MIN_CHUNK)
+  target = min(target, q, -(-groups * q // devices))  # every device gets work
+  if max_memory is not None:
+    while target > 1 and estimate_memory(spec, target) > max_memory:
+      target //= 2
+    if estimate_memory(spec, target) > max_memory:
+      raise SpecError(
+          f"the grid needs about {_gib(estimate_memory(spec, 1))} even one model "
+          f"at a time, over the {_gib(max_memory)} memory budget: shrink the grid or batch, "
+          f"or raise the budget (--max-memory, in GiB)")
+  # k chunks per group, chunks at most halved from the target: fewest padded slots.
+  k0 = -(-q // target)
+
+  def slots(k):
+    return -(-groups * k // devices) * devices * -(-q // k)
+
+  best = min(range(k0, min(2 * k0, q) + 1), key=lambda k: (slots(k), k))
+  return -(-q // best)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Plan:
+  """The layout of one run. Two plans are equal (and share a compiled program) when their
+  spec's static settings, chunk size, devices and progress flag are equal: swept values
+  are arguments of the program, not part of it.
+
+  Attributes:
+    spec: the spec (the program reads only its static fields, `static_key`).
+    chunk_size: models trained together in one scan.
+    devices: the chunks are sharded over these.
+    progress: report progress through a host callback once per log window and chunk.
+    block_bytes: most bytes of uniforms a chunk draws at once (`DRAW_BLOCK_BYTES`).
+  """
+
+  spec: SweepSpec
+  chunk_size: int
+  devices: tuple
+  progress: bool = False
+  block_bytes: int = DRAW_BLOCK_BYTES
+
+  def _key(self):
+    return (static_key(self.spec), self.chunk_size, self.devices, self.progress,
+            self.block_bytes)
+
+  def __eq__(self, other):
+    return isinstance(other, Plan) and self._key() == other._key()
+
+  def __hash__(self):
+    return hash(self._key())
+
+  @property
+  def n_chunks(self) -> int:
+    """Chunks per activation, padded to a whole number per device."""
+    groups, q = _groups(self.spec)
+    chunks = groups * -(-q // self.chunk_size)
+    return -(-chunks // len(self.devices)) * len(self.devices)
+
+  @property
+  def estimated_bytes(self) -> int:
+    return estimate_memory(self.spec, self.chunk_size)
+
+  @property
+  def step_draw_bytes(self) -> int:
+    """Bytes of the uniforms drawn together for one step: one `[n, B]` batch per seed
+    (shared random numbers), or one per model of a chunk (per-point streams)."""
+    spec = self.spec
+    streams = len(spec.seeds) if spec.rng == "shared" else self.chunk_size
+    return 4 * spec.n * spec.batch_size * streams
+
+  def chunk_seeds(self) -> np.ndarray:
+    """`[n_chunks]` seed index of every chunk (shared random numbers: a chunk never spans
+    seeds; per-point streams: unused, 0)."""
+    if self.spec.rng != "shared":
+      return np.zeros(self.n_chunks, np.int32)
+    return (self.chunk_index()[:, 0] // _groups(self.spec)[1]).astype(np.int32)
+
+  def chunk_index(self) -> np.ndarray:
+    """`[n_chunks, chunk_size]` flat point index (into seeds x points of a seed) of every
+    chunk slot; pad slots repeat the last point."""
+    groups, q = _groups(self.spec)
+    C = self.chunk_size
+    per_group = -(-q // C)
+    if groups > 1:
+      local = np.minimum(np.arange(per_group * C), q - 1).reshape(per_group, C)
+      idx = (np.arange(groups)[:, None, None] * q + local[None]).reshape(-1, C)
+    else:
+      idx = np.minimum(np.arange(per_group * C), q - 1).reshape(-1, C)
+    pad = np.repeat(idx[-1:], self.n_chunks - idx.shape[0], axis=0)
+    return np.concatenate([idx, pad])
+
+  def first_slots(self) -> np.ndarray:
+    """For every point, its first slot in the flattened `chunk_index` (pads dropped)."""
+    return np.unique(self.chunk_index().ravel(), return_index=True)[1]
+
+
+# Fields whose *values* are arrays inside the program (their lengths are static).
+SWEPT = ("densities", "importances", "importance_vectors", "lrs", "seeds", "weight_decay")
+
+
+def static_key(spec: SweepSpec) -> tuple:
+  """Everything about `spec` that the compiled program depends on: every field but the
+  swept values, and the swept axes' lengths."""
+  fields = tuple((f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec)
+                 if f.name not in SWEPT)
+  return fields + (("grid_shape", spec.grid_shape),)
+
+
+def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = None,
+              max_memory: int | None = None, progress: bool = False) -> Plan:
+  """The plan of a run: chunk size (chosen, or checked against `max_memory`) and devices.
+
+  Raises:
+    SpecError: for a bad spec, devices or `chunk_size`, or a grid that cannot fit
+      `max_memory` bytes.
+  """
+  spec = check_spec(spec)
+  devices = check_devices(devices)
+  max_memory = check_memory_budget(max_memory)
+  if chunk_size is None:
+    chunk_size = choose_chunk_size(spec, max_memory, len(devices))
+  elif not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
+    raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+  elif max_memory is not None and estimate_memory(spec, chunk_size) > max_memory:
+    raise SpecError(f"chunk_size={chunk_size} needs about "
+                    f"{_gib(estimate_memory(spec, chunk_size))}, over the "
+                    f"{_gib(max_memory)} budget")
+  return Plan(spec, int(chunk_size), devices, bool(progress), DRAW_BLOCK_BYTES)

@@ -1,0 +1,340 @@
+"""What to train: `SweepSpec`, its validation and its digest (pure Python + numpy).
+
+A spec lists the grid axes (swept: arrays inside the compiled program) and the static
+settings (compiled in). It is a frozen dataclass: derive variants with
+`dataclasses.replace`, never by mutation. This module imports no jax, so a result file's
+spec can be read back as a typed `SweepSpec` by the plotting layer.
+
+    spec = SweepSpec(n=10, m=5, densities=(1.0, 0.1, 0.01), seeds=(0, 1, 2))
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import operator
+import os
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from superpos_jax.inits import INITS
+from superpos_jax.phases import DEFAULT_THRESHOLDS, PhaseThresholds
+
+# "shared": common random numbers per seed; "per_point": a stream per grid point.
+RNG_MODES = ("shared", "per_point")
+# The study's seven activations, in the order figures show them.
+STUDY_ACTIVATIONS = ("linear", "relu", "gelu", "silu", "sigmoid", "tanh", "solu")
+# The grid axes, in the order of every result array's leading dimensions.
+AXES = ("activation", "density", "importance", "lr", "seed")
+
+
+class SpecError(ValueError, TypeError):
+  """An invalid sweep specification (message says which field and why).
+
+  Both a ValueError and a TypeError, so code that caught the TypeError of a wrongly typed
+  field before keeps working.
+  """
+
+
+# Bounds that keep a bad number from exhausting memory before anything else is checked.
+MAX_AXIS_LENGTH = 10**6  # values per grid axis (e.g. seeds)
+MAX_INT = 2**31 - 1  # int32: step counters, sizes and seeds inside the program
+MAX_WINDOWS = 10**6  # loss-history windows per model (steps / log_every)
+# float32 uniforms in [0, 1) are multiples of 2^-23 at best (`data.thin`): a smaller
+# density would draw all-zero data.
+MIN_DENSITY = 2.0**-23
+
+
+def geometric_importance(n: int, r: float) -> np.ndarray:
+  """`I_i = r**i`, i = 0..n-1 (the n=10 experiments use r = 0.7)."""
+  return np.asarray(r, np.float64) ** np.arange(n)
+
+
+def relative_importance(n: int, r: float) -> np.ndarray:
+  """First feature importance 1, every other feature `r` (the n=2 phase diagram)."""
+  return np.concatenate([[1.0], np.full(n - 1, r, np.float64)])
+
+
+def uniform_importance(n: int, r: float = 1.0) -> np.ndarray:
+  """`I_i = 1` for all features; `r` must be 1 (it is only the axis label)."""
+  if r != 1.0:
+    raise ValueError(f"uniform importance takes no parameter, got {r}")
+  return np.ones(n)
+
+
+IMPORTANCE_KINDS = {
+    "geometric": geometric_importance,
+    "relative": relative_importance,
+    "uniform": uniform_importance,
+}
+
+_INT_FIELDS = ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_instances")
+_FLOAT_FIELDS = ("weight_decay", "phase_encoded", "phase_not_encoded")
+_NAME_FIELDS = ("importance_kind", "init", "rng")
+
+
+def _as_tuple(field: str, values: Any, cast) -> tuple:
+  """`values` (any sized iterable, not a string) as a tuple of `cast(v)`, or a SpecError.
+
+  The length is checked before the tuple is built, so `range(3_000_000_000)` fails at once
+  instead of filling memory.
+  """
+  kind = getattr(cast, "__name__", "value").replace("index", "int")
+  if isinstance(values, (str, bytes)):
+    raise SpecError(f"{field} must be a sequence, e.g. ({values!r},), not the string {values!r}")
+  try:
+    length = len(values)
+  except TypeError:
+    raise SpecError(f"{field} must be a sequence of {kind}, got {values!r}") from None
+  if length > MAX_AXIS_LENGTH:
+    raise SpecError(f"{field} has {length:,} values, at most {MAX_AXIS_LENGTH:,} are allowed")
+  try:
+    return tuple(cast(v) for v in values)
+  except SpecError:
+    raise
+  except (TypeError, ValueError, OverflowError):
+    raise SpecError(f"{field} must be a sequence of {kind}, got {values!r}") from None
+
+
+def check_spec(spec: Any) -> "SweepSpec":
+  """`spec` if it is a `SweepSpec`, else a one-line `SpecError` (e.g. for a plain dict)."""
+  if not isinstance(spec, SweepSpec):
+    hint = "; build one with SweepSpec(**fields)" if isinstance(spec, dict) else ""
+    raise SpecError(f"expected a SweepSpec, got {type(spec).__name__}{hint}")
+  return spec
+# Whether `SweepSpec` checks activation names against the registry (which needs jax);
+# off while a result file is read back (see `SweepSpec.from_dict`).
+_CHECK_REGISTRY = contextvars.ContextVar("check_registry", default=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+  """What to train: the grid axes (swept) and the static settings (compiled in).
+
+  Grid axes (arrays inside the program; changing their values reuses the compiled
+  program as long as their lengths stay the same): `activations` (grouped, static names),
+  `densities`, `importances`, `lrs`, `seeds`.
+
+  Attributes:
+    n: features.
+    m: hidden dimensions.
+    activations: registry names (`superpos_jax.activations.names()`).
+    densities: feature densities `1 - S`, each in (0, 1].
+    importance_kind: "geometric" (`I_i = r**i`), "relative" (`[1, r, ..., r]`),
+      "uniform" (`I_i = 1`; importances must be `(1.0,)`) or "explicit"
+      (`importance_vectors` given; `importances` are their labels).
+    importances: the importance axis: the parameter r of each setting.
+    importance_vectors: explicit `[n]` vectors, only with importance_kind="explicit".
+    lrs: learning rates (an axis: optax takes them as arrays, no recompilation).
+    seeds: non-negative integer seeds.
+    steps: optimisation steps (fresh batch every step).
+    batch_size: examples per step.
+    weight_decay: AdamW's decoupled weight decay (PyTorch's default 0.01).
+    init: an init family of `inits.INITS` ("xavier_normal" per model, or "notebook").
+    init_instances: instance count for the "notebook" init's std.
+    log_every: steps per loss-history window.
+    eval_size: examples in the fixed evaluation set (used to pick the best seed).
+    rng: "shared" (common random numbers per seed) or "per_point" (see `sweep`).
+    phase_encoded, phase_not_encoded: n=2 phase thresholds (`phases.PhaseThresholds`).
+  """
+
+  n: int
+  m: int
+  activations: tuple[str, ...] = STUDY_ACTIVATIONS
+  densities: tuple[float, ...] = (1.0,)
+  importance_kind: str = "geometric"
+  importances: tuple[float, ...] = (0.7,)
+  importance_vectors: tuple[tuple[float, ...], ...] | None = None
+  lrs: tuple[float, ...] = (1e-3,)
+  seeds: tuple[int, ...] = (0,)
+  steps: int = 10_000
+  batch_size: int = 1024
+  weight_decay: float = 0.01
+  init: str = "xavier_normal"
+  init_instances: int = 20
+  log_every: int = 100
+  eval_size: int = 16_384
+  rng: str = "shared"
+  phase_encoded: float = DEFAULT_THRESHOLDS.encoded
+  phase_not_encoded: float = DEFAULT_THRESHOLDS.not_encoded
+
+  def __new__(cls, *args, **kwargs):
+    # The dataclass __init__ would raise a bare TypeError for an unknown field.
+    unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+      raise SpecError(f"unknown SweepSpec field(s) {', '.join(map(repr, unknown))}; valid: "
+                      f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+    return super().__new__(cls)
+
+  def __post_init__(self):
+    for f in _INT_FIELDS:
+      v = getattr(self, f)
+      if isinstance(v, np.integer):  # keep the spec JSON-able
+        object.__setattr__(self, f, int(v))
+    for f in _FLOAT_FIELDS:
+      v = getattr(self, f)
+      if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise SpecError(f"{f} must be a number, got {v!r}")
+      object.__setattr__(self, f, float(v))
+    for f in _NAME_FIELDS:
+      v = getattr(self, f)
+      if not isinstance(v, str):
+        raise SpecError(f"{f} must be a string, got {v!r}")
+    # Accept lists from callers, store tuples so the spec stays hashable.
+    for f, cast in (("activations", str), ("densities", float), ("importances", float),
+                    ("lrs", float), ("seeds", operator.index)):
+      object.__setattr__(self, f, _as_tuple(f, getattr(self, f), cast))
+    if self.importance_vectors is not None:
+      vecs = _as_tuple("importance_vectors", self.importance_vectors,
+                       lambda v: _as_tuple("each importance vector", v, float))
+      object.__setattr__(self, "importance_vectors", vecs)
+    self.validate()
+
+  def validate(self) -> None:
+    """Raises `SpecError` naming the first invalid field."""
+    def need(ok, msg):
+      if not ok:
+        raise SpecError(msg)
+
+    for f in _INT_FIELDS:
+      v = getattr(self, f)
+      need(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= MAX_INT,
+           f"{f} must be a positive integer below 2^31, got {v!r}")
+    need(self.steps // self.log_every <= MAX_WINDOWS,
+         f"steps / log_every must be at most {MAX_WINDOWS:,} loss-history windows "
+         f"(got {self.steps:,} / {self.log_every:,})")
+    need(self.m <= self.n, f"m must be <= n for a bottleneck (got n={self.n}, m={self.m})")
+    for f in ("activations", "densities", "importances", "lrs", "seeds"):
+      need(len(getattr(self, f)) >= 1, f"{f} must not be empty")
+    if _CHECK_REGISTRY.get():
+      from superpos_jax import activations  # the registry holds jax functions
+      for name in self.activations:
+        activations.get(name)  # raises UnknownActivationError listing valid names
+    need(len(set(self.activations)) == len(self.activations), "activations must be distinct")
+    for d in self.densities:
+      need(isinstance(d, (int, float)) and 0.0 < d <= 1.0 and math.isfinite(d),
+           f"every density must be in (0, 1], got {d!r}")
+      need(d >= MIN_DENSITY, f"every density must be at least 2^-23 = {MIN_DENSITY:.3g} "
+           f"(float32 uniforms cannot resolve less: the data would be all zeros), got {d!r}")
+    for f in ("densities", "importances", "lrs", "seeds"):
+      need(len(set(getattr(self, f))) == len(getattr(self, f)), f"{f} must be distinct")
+    for lr in self.lrs:
+      need(isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr),
+           f"every learning rate must be > 0, got {lr!r}")
+    for s in self.seeds:
+      need(isinstance(s, (int, np.integer)) and 0 <= s < 2**31, f"seeds must be integers in [0, 2^31), got {s!r}")
+    need(self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+         f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+    need(self.init in INITS, f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+    need(self.rng in RNG_MODES, f"unknown rng {self.rng!r}; valid: {', '.join(RNG_MODES)}")
+    kinds = (*IMPORTANCE_KINDS, "explicit")
+    need(self.importance_kind in kinds,
+         f"unknown importance_kind {self.importance_kind!r}; valid: {', '.join(kinds)}")
+    if self.importance_kind == "explicit":
+      vecs = self.importance_vectors
+      need(vecs is not None and len(vecs) == len(self.importances),
+           "importance_kind='explicit' needs one importance vector per importance label")
+      for v in vecs:
+        need(len(v) == self.n, f"each importance vector must have n={self.n} entries")
+    else:
+      need(self.importance_vectors is None, "importance_vectors need importance_kind='explicit'")
+      if self.importance_kind == "uniform":
+        need(self.importances == (1.0,), "uniform importance takes importances=(1.0,)")
+    for v in self.importance_matrix().ravel():
+      need(v > 0 and np.isfinite(np.float32(v)) and np.float32(v) > 0,
+           f"every importance must be > 0 and finite in float32, got {v}")
+    need(0 <= self.phase_not_encoded <= self.phase_encoded,
+         "phase thresholds need 0 <= phase_not_encoded <= phase_encoded")
+
+  @property
+  def grid_shape(self) -> tuple[int, ...]:
+    """`(A, D, I, L, S)`, the leading shape of every result array (axes `AXES`)."""
+    return (len(self.activations), len(self.densities), len(self.importances),
+            len(self.lrs), len(self.seeds))
+
+  @property
+  def num_models(self) -> int:
+    return math.prod(self.grid_shape)
+
+  @property
+  def thresholds(self) -> PhaseThresholds:
+    return PhaseThresholds(self.phase_encoded, self.phase_not_encoded)
+
+  def coords(self) -> dict[str, np.ndarray]:
+    """Coordinate values of every grid axis, keyed by `AXES`."""
+    return {
+        "activation": np.asarray(self.activations),
+        "density": np.asarray(self.densities, np.float64),
+        "importance": np.asarray(self.importances, np.float64),
+        "lr": np.asarray(self.lrs, np.float64),
+        "seed": np.asarray(self.seeds, np.int64),
+    }
+
+  def importance_matrix(self) -> np.ndarray:
+    """`[I, n]` importance vectors of the importance axis."""
+    if self.importance_kind == "explicit":
+      return np.asarray(self.importance_vectors, np.float64)
+    make = IMPORTANCE_KINDS[self.importance_kind]
+    return np.stack([make(self.n, float(r)) for r in self.importances])
+
+  def history_steps(self) -> np.ndarray:
+    """Step count at the end of each loss-history window."""
+    ends = np.arange(self.log_every, self.steps + 1, self.log_every)
+    if ends.size == 0 or ends[-1] != self.steps:
+      ends = np.append(ends, self.steps)
+    return ends
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "SweepSpec":
+    """The spec stored in a result file. Activation names are not checked against this
+    process's registry: a result may name an activation registered only where it ran."""
+    d = dict(d)
+    if d.get("importance_vectors") is not None:
+      d["importance_vectors"] = tuple(tuple(v) for v in d["importance_vectors"])
+    token = _CHECK_REGISTRY.set(False)
+    try:
+      return cls(**d)
+    finally:
+      _CHECK_REGISTRY.reset(token)
+
+  def digest(self) -> str:
+    """Short hash of the spec, the engine's source code and the versions of the libraries
+    whose code decides the numbers: the key of a cached result."""
+    text = json.dumps({"spec": self.to_dict(), "code": _engine_source_hash(),
+                       "versions": _numeric_versions()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Modules whose code decides the numbers (not plots, not the CLI, not the file format).
+_ENGINE_MODULES = ("activations", "data", "inits", "model", "loss", "metrics", "phases",
+                   "spec", "train", "plan", "sweep")
+
+
+@functools.lru_cache(maxsize=1)
+def _engine_source_hash() -> str:
+  folder = os.path.dirname(os.path.abspath(__file__))
+  h = hashlib.sha256()
+  for name in _ENGINE_MODULES:
+    with open(os.path.join(folder, f"{name}.py"), "rb") as f:
+      h.update(f.read())
+  return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _numeric_versions() -> dict[str, str | None]:
+  versions = {}
+  for package in ("jax", "jaxlib", "optax"):
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      versions[package] = None
+  return versions
