@@ -1,5 +1,6 @@
 """Plotting: every figure draws from saved results in a process that never imports jax,
-diverged models draw instead of crashing, and the ReLU closed form has the right phases."""
+diverged models draw instead of crashing, the matrix figures share one panel grid, and the
+ReLU closed form has the right phases."""
 
 import dataclasses
 import os
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from matplotlib import patches as mpatches
 
-from superpos_jax import plotting, results, sweep
+from superpos_jax import phases, plotting, results, sweep
+from superpos_jax.plotting import matrices
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -53,11 +55,16 @@ def _draw_all(n2: results.SweepResult, n10: results.SweepResult, folder) -> list
 
 
 def test_every_figure_draws_without_jax(saved, tmp_path):
-  """A fresh process loads the .npz files and draws every figure with jax never imported."""
+  """A fresh process imports every plotting module, loads the .npz files and draws every
+  figure with jax never imported."""
   script = textwrap.dedent("""
-      import os, sys
+      import importlib, os, pkgutil, sys
       import numpy as np
       from superpos_jax import plotting, results
+      modules = [m.name for m in pkgutil.iter_modules(plotting.__path__, "superpos_jax.plotting.")]
+      for name in modules:
+        importlib.import_module(name)
+      assert len(modules) >= 5, modules
       n2, n10, out = results.load(sys.argv[1]), results.load(sys.argv[2]), sys.argv[3]
       paths = []
       figures = (plotting.figure_gram, plotting.figure_feature_norms,
@@ -141,10 +148,32 @@ def test_figures_state_their_settings(saved):
   assert cols[:2] == ["1-S = 1", "b"] and "1-S = 0.01" in cols
 
 
+def test_matrix_figures_share_one_panel_grid(saved, monkeypatch):
+  """Gram, norms and neurons fill their activation x density grid through one helper, so
+  their panels carry the same density titles and activation labels in the same places."""
+  res = results.load(saved[1])
+  real, grids = matrices.activation_density_panels, []
+
+  def spy(grid, red, draw, **kwargs):
+    grids.append((len(grid), len(grid[0])))
+    return real(grid, red, draw, **kwargs)
+
+  monkeypatch.setattr(matrices, "activation_density_panels", spy)
+  acts, dens = list(SPEC_N10.activations), ["1", "0.01"]
+  layouts = []
+  for fn in (plotting.figure_gram, plotting.figure_feature_norms, plotting.figure_neuron_features):
+    panels = [ax for ax in fn(res).axes if ax.get_label() != "<colorbar>"]
+    layouts.append(([ax.get_title() for ax in panels if ax.get_title().startswith("1-S")],
+                    [ax.get_ylabel().split("\n")[0] for ax in panels if ax.get_ylabel()]))
+  assert grids == [(len(acts), len(dens))] * 3
+  assert layouts == [([f"1-S = {d}" for d in dens], acts)] * 3
+
+
 def test_phase_indices_match_results():
-  assert results.PHASES[plotting.FEATURE1] == "feature 1 only"
-  assert results.PHASES[plotting.BOTH] == "superposition"
-  assert results.PHASES[plotting.FEATURE2] == "feature 2 only"
+  assert results.PHASES is phases.PHASES is plotting.PHASES
+  assert phases.PHASES[plotting.FEATURE1] == "feature 1 only"
+  assert phases.PHASES[plotting.BOTH] == "superposition"
+  assert phases.PHASES[plotting.FEATURE2] == "feature 2 only"
 
 
 def test_relu_closed_form_inside_points():
