@@ -1,8 +1,8 @@
-"""experiments/benchmark.py end to end (quick preset) and the looped baselines' equivalence."""
+"""benchmarks/ end to end (quick preset) and the looped ways' equivalence with the engine."""
 
-import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,14 +10,24 @@ import jax
 import numpy as np
 import pytest
 
-from superpos_jax import baselines, profiling, sweep
+from superpos_jax import cli, sweep
+from superpos_jax.plan import make_plan
+from superpos_jax.spec import SweepSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "experiments", "benchmark.py")
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+SCRIPT = os.path.join(BENCHMARKS, "benchmark.py")
+# The benchmark's modules import each other as siblings, as `python benchmarks/x.py` does.
+sys.path.insert(0, BENCHMARKS)
+import benchmark  # noqa: E402
+import harness  # noqa: E402
+import looped  # noqa: E402
+import profiler  # noqa: E402
+
 # Two seeds and both kinds of activation (elementwise relu, solu normalising over features).
-TINY = sweep.SweepSpec(n=5, m=2, activations=("relu", "solu"), densities=(1.0, 0.1),
-                       importances=(0.7,), seeds=(0, 3), steps=30, batch_size=64,
-                       eval_size=128, log_every=10)
+TINY = SweepSpec(n=5, m=2, activations=("relu", "solu"), densities=(1.0, 0.1),
+                 importances=(0.7,), seeds=(0, 3), steps=30, batch_size=64, eval_size=128,
+                 log_every=10)
 WAY_KEYS = {"models", "steps", "compile_s", "run_s", "model_steps_per_s", "peak_rss_mb",
             "rss_baseline_mb", "peak_device_mb", "scaled_from", "speedup_vs_vmapped",
             "speedup_total_vs_vmapped", "max_abs_diff_W", "diff_W_points", "rng"}
@@ -53,7 +63,7 @@ def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
   assert {"cpu", "cores", "jax", "backend", "device_count", "date"} <= set(report["machine"])
   assert set(report["workloads"]) == {"n2", "n10", "n200"}
   for name, w in report["workloads"].items():
-    assert set(w["ways"]) == set(baselines.WAYS), name
+    assert set(w["ways"]) == set(harness.WAYS), name
     for way, row in w["ways"].items():
       assert WAY_KEYS <= set(row), (name, way)
       assert row["run_s"] > 0 and row["model_steps_per_s"] > 0
@@ -69,7 +79,7 @@ def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
   assert set(report["profile"]) == {"n2", "n10", "n200"}
   for name, prof in report["profile"].items():
     cats = prof["categories"]
-    assert set(cats) == set(profiling.CATEGORIES), name
+    assert set(cats) == set(profiler.CATEGORIES), name
     assert sum(c["share"] for c in cats.values()) == pytest.approx(1.0), name
     assert cats["matmul"]["calls"] > 0 and cats["random numbers"]["calls"] > 0, name
     assert cats["matmul"]["seconds"] > 0 and prof["gemm_gflops_per_device"] > 0, name
@@ -78,23 +88,23 @@ def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
     _assert_png(figs / fig)
 
 
-def test_looped_baselines_train_the_engines_models():
-  """Same seed, same keys, same steps: every baseline's final W equals the engine's.
+def test_looped_ways_train_the_engines_models():
+  """Same seed, same keys, same steps: every looped way's final W equals the engine's.
 
   The looped ways train two solu points (seeds 3 and 0) to keep the compile count low.
   """
   everything = tuple(range(TINY.num_models))
-  measured = {way: baselines.measure(baselines.Job(
+  measured = {way: harness.measure(harness.Job(
       way=way, spec=TINY.to_dict(), report_points=everything,
       points=(5, 6) if way in ("looped-jit", "looped-step") else None))
-      for way in baselines.WAYS}
+      for way in harness.WAYS}
   engine = measured["vmapped"]["W"]
   assert len(engine) == TINY.num_models
   for way in ("looped-jit", "looped-step", "looped-switch"):
     assert measured[way]["W"], way
     for p, w in measured[way]["W"].items():
       np.testing.assert_allclose(w, engine[p], rtol=1e-5, atol=1e-6, err_msg=f"{way} point {p}")
-  rows = baselines.summarize(TINY, measured, isolated=False)
+  rows = harness.summarize(TINY, measured, isolated=False)
   assert rows["looped-jit"]["scaled_from"]["models"] == 2
   assert rows["looped-jit"]["run_s"] == pytest.approx(
       measured["looped-jit"]["run_s"] * TINY.num_models / 2)
@@ -102,27 +112,25 @@ def test_looped_baselines_train_the_engines_models():
 
 
 def test_grid_points_follow_the_result_layout():
-  gp = baselines.grid_points(TINY)
+  gp = looped.grid_points(TINY)
   a, d, i, l, s = np.unravel_index(np.arange(TINY.num_models), TINY.grid_shape)
   np.testing.assert_array_equal(gp.activation, a)
   np.testing.assert_array_equal(gp.seed, np.asarray(TINY.seeds)[s])
   np.testing.assert_allclose(gp.density, np.asarray(TINY.densities)[d])
-  subset = baselines.subset_points(TINY, 1)
+  subset = looped.subset_points(TINY, 1)
   assert list(gp.activation[subset]) == [0, 1]
 
 
 def test_isolated_job_reports_its_own_peak_memory():
-  job = baselines.Job(way="looped-jit", spec=TINY.to_dict(), points=(0,), report_points=(0,))
-  m = baselines.run_job(job, isolate=True)
+  job = harness.Job(way="looped-jit", spec=TINY.to_dict(), points=(0,), report_points=(0,))
+  m = harness.run_job(job, isolate=True)
   assert m["peak_rss_mb"] >= m["rss_baseline_mb"] > 0
-  np.testing.assert_allclose(m["W"]["0"], baselines.measure(job)["W"]["0"], rtol=1e-6)
+  np.testing.assert_allclose(m["W"]["0"], harness.measure(job)["W"]["0"], rtol=1e-6)
 
 
-def test_unknown_workload_is_a_one_line_error(capsys):
-  spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  assert module.cli.main_guard(module.main)(["--workloads", "n3"]) == 2
+def test_unknown_workload_is_a_one_line_error(capsys, monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # main sets host flags
+  assert cli.run(benchmark.main, ["--workloads", "n3"]) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: unknown workload") and "\n" not in err
 
@@ -133,11 +141,11 @@ def test_op_categories_sorts_the_hlo_ops():
   On a compiled program: its dots are "matmul", the threefry loop's ops "random numbers",
   loops "loop"; an op of each kind the engine needs is found.
   """
-  spec = sweep.SweepSpec(n=5, m=2, activations=("relu",), steps=4, batch_size=32,
-                         eval_size=64, log_every=2)
-  compiled, _, _ = sweep.compiled_program(spec)
+  spec = SweepSpec(n=5, m=2, activations=("relu",), steps=4, batch_size=32, eval_size=64,
+                   log_every=2)
+  compiled, _ = sweep.compile_plan(make_plan(spec, devices=jax.devices()))
   hlo = compiled.as_text()
-  cats = profiling.op_categories(hlo)
+  cats = profiler.op_categories(hlo)
   assert {"matmul", "random numbers", "loop", "elementwise"} <= set(cats.values())
   for line in hlo.splitlines():
     parts = line.strip().removeprefix("ROOT ").split(" = ", 1)
@@ -145,3 +153,22 @@ def test_op_categories_sorts_the_hlo_ops():
       assert cats[parts[0][1:]] == "matmul", line
     if len(parts) == 2 and parts[0].startswith("%") and " while(" in parts[1]:
       assert cats[parts[0][1:]] == "loop", line
+
+
+def test_quick_preset_keeps_out_of_the_committed_figures():
+  quick = benchmark.parse_args(["--preset", "quick"])
+  assert benchmark.figures_dir(quick) == os.path.join(REPO, "figures", "quick")
+  assert benchmark.figures_dir(benchmark.parse_args([])) == os.path.join(REPO, "figures")
+  given = benchmark.parse_args(["--preset", "quick", "--figures", "/tmp/x"])
+  assert benchmark.figures_dir(given) == "/tmp/x"
+
+
+def test_library_neither_spawns_processes_nor_reads_proc():
+  """Process isolation and /proc memory readings belong to the benchmark, not the library."""
+  pattern = re.compile(r"\bsubprocess\b|multiprocessing|os\.fork|/proc/")
+  folder = os.path.join(REPO, "superpos_jax")
+  for root, _, files in os.walk(folder):
+    for name in files:
+      if name.endswith(".py"):
+        with open(os.path.join(root, name)) as f:
+          assert not pattern.search(f.read()), os.path.join(root, name)

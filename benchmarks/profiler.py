@@ -1,7 +1,7 @@
 """Where the engine's time goes: a jax.profiler trace of a sweep, summed by kind of op.
 
-    report = profiling.profile(spec)   # one warm run traced, ops grouped by category
-    print(profiling.format_profile(report))
+    report = profiler.profile(spec)   # one warm run traced, ops grouped by category
+    head, rows = profiler.profile_table({"n2": report})
 
 The trace (perfetto JSON written by `jax.profiler.trace`) has one event per executed HLO
 instruction, named by `hlo_op`. The compiled program's HLO text says what each one is:
@@ -18,6 +18,9 @@ Loops (`while`) are containers: their time is their body's ops, counted there. T
 matmul rate is the step's matmul FLOPs (5 products of `2*m*n*B` per model-step: two
 forward, three backward) over the time of the matmul ops, per device, so it can be set
 against the rate of one large GEMM on the same device (`gemm_rate`).
+
+(Not named profile.py: with benchmarks/ first on sys.path it would shadow the standard
+library's `profile`.)
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from superpos_jax import sweep
+from superpos_jax.plan import make_plan
+from superpos_jax.spec import SweepSpec
 
 CATEGORIES = ("matmul", "elementwise", "reduction", "random numbers", "copies", "between ops")
 _CONTAINERS = ("while", "conditional", "call")
@@ -48,7 +53,8 @@ _RNG_MARKERS = ("_uniform", "threefry", "random_bits", "random_wrap")
 
 _COMP = re.compile(r"^(?:ENTRY )?%([\w.\-]+) .*\{\s*$")
 _INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?\s([\w\-]+)\(")
-_CALLS = re.compile(r"(?:calls|body|condition|to_apply|true_computation|false_computation)=%([\w.\-]+)")
+_CALLS = re.compile(r"(?:calls|body|condition|to_apply|true_computation|false_computation)"
+                    r"=%([\w.\-]+)")
 _OPNAME = re.compile(r'op_name="([^"]*)"')
 
 
@@ -92,7 +98,8 @@ def op_categories(hlo_text: str) -> dict[str, str]:
         out[name] = "loop"
       elif comp in rng_comps or any(k in op_name for k in _RNG_MARKERS):
         out[name] = "random numbers"
-      elif op in ("dot", "convolution") or (op == "fusion" and any(contains(c, ("dot",)) for c in called)):
+      elif op in ("dot", "convolution") or (
+          op == "fusion" and any(contains(c, ("dot",)) for c in called)):
         out[name] = "matmul"
       elif op == "reduce" or (op == "fusion" and any(contains(c, ("reduce",)) for c in called)):
         out[name] = "reduction"
@@ -141,36 +148,20 @@ def gemm_rate(devices=None, size: int = 1024, reps: int = 20) -> float:
 # Chunk-steps traced: the profiler keeps a bounded number of events (a 1,400-model n=2 run
 # of 2,000 steps lost most of its ops), so the traced run is cut to about this many.
 TRACED_CHUNK_STEPS = 2000
+# The jitted function's name in the trace: `jit_` + the name of sweep's program function.
+_MODULE = "jit_train_grid"
 
 
-def profile(spec: sweep.SweepSpec, devices=None) -> dict[str, Any]:
-  """Traces one warm `sweep.run` of `spec`'s grid and sums its op time by category.
+def _timed_run(compiled, inputs) -> float:
+  """Seconds of one call of `compiled`, results on the host (as `sweep.run` times it)."""
+  t0 = time.perf_counter()
+  jax.tree.map(np.asarray, jax.block_until_ready(compiled(*inputs)))
+  return time.perf_counter() - t0
 
-  The grid is `spec`'s, the steps are cut to about TRACED_CHUNK_STEPS chunk-steps in all
-  (the trace must hold every op), and `coverage` says which share of devices x wall time
-  the traced ops account for.
 
-  Returns:
-    run_s and model_steps_per_s (untraced), traced_run_s, chunk_size, devices, op_s (op
-    time summed over devices), categories {name: {"seconds", "share" of devices x traced
-    wall time, "calls"}}, top_ops (the 12 slowest ops),
-    matmul_gflops_per_device, step_gflop (per model-step), gemm_gflops_per_device, and
-    matmul_bound_model_steps_per_s (throughput if every other op were free and matmuls
-    ran at the GEMM rate).
-  """
-  devices = list(devices or jax.devices())
-  chunk = sweep.choose_chunk_size(spec, devices=len(devices))
-  chunks = len(spec.activations) * sweep._n_chunks(sweep._static(spec, chunk, devices, False))
-  steps = max(1, min(spec.steps, TRACED_CHUNK_STEPS // chunks))
-  spec = dataclasses.replace(spec, steps=steps, log_every=steps)
-  compiled, _, static = sweep.compiled_program(spec, devices=devices)
-  categories = op_categories(compiled.as_text())
-  sweep.run(spec, devices=devices, progress=False)  # warm: thread pools, page faults
-  plain = sweep.run(spec, devices=devices, progress=False)  # the throughput, untraced
-  with tempfile.TemporaryDirectory() as d:
-    with jax.profiler.trace(d, create_perfetto_trace=True):
-      traced = sweep.run(spec, devices=devices, progress=False)
-    secs, calls = _trace_op_seconds(d, "jit_train_grid")
+def _by_category(secs: dict[str, float], calls: dict[str, int], categories: dict[str, str],
+                 busy_s: float) -> dict[str, dict[str, float]]:
+  """{category: seconds, calls, share of `busy_s`}; "between ops" is the time no op ran."""
   by_cat = {c: {"seconds": 0.0, "calls": 0} for c in CATEGORIES}
   for op, s in secs.items():
     cat = categories.get(op, "elementwise")
@@ -178,10 +169,53 @@ def profile(spec: sweep.SweepSpec, devices=None) -> dict[str, Any]:
       by_cat[cat]["seconds"] += s
       by_cat[cat]["calls"] += calls[op]
   op_s = sum(v["seconds"] for v in by_cat.values())
-  busy_s = max(op_s, len(devices) * traced.meta["timings"]["run_s"])
-  by_cat["between ops"]["seconds"] = busy_s - op_s
+  by_cat["between ops"]["seconds"] = max(busy_s, op_s) - op_s
   for v in by_cat.values():
-    v["share"] = v["seconds"] / busy_s
+    v["share"] = v["seconds"] / max(busy_s, op_s)
+  return by_cat
+
+
+def _trace(spec: SweepSpec, devices: list) -> tuple:
+  """Compiles `spec`'s engine program, runs it warm, untraced and traced.
+
+  Returns:
+    (plan, HLO categories, untraced run seconds, traced run seconds, op seconds, calls).
+  """
+  plan = make_plan(spec, devices=devices)
+  compiled, _ = sweep.compile_plan(plan)
+  inputs = sweep.program_inputs(spec)
+  _timed_run(compiled, inputs)  # warm: thread pools, page faults
+  run_s = _timed_run(compiled, inputs)
+  with tempfile.TemporaryDirectory() as d:
+    with jax.profiler.trace(d, create_perfetto_trace=True):
+      traced_s = _timed_run(compiled, inputs)
+    secs, calls = _trace_op_seconds(d, _MODULE)
+  return plan, op_categories(compiled.as_text()), run_s, traced_s, secs, calls
+
+
+def profile(spec: SweepSpec, devices=None) -> dict[str, Any]:
+  """Traces one warm run of `spec`'s grid on the engine and sums its op time by category.
+
+  Args:
+    spec: the workload; the grid is its own, the steps are cut to about
+      TRACED_CHUNK_STEPS chunk-steps in all (the trace must hold every op).
+    devices: devices to run on; None = the default backend's.
+
+  Returns:
+    run_s and model_steps_per_s (untraced), traced_run_s, chunk_size, devices, op_s (op
+    time summed over devices), coverage (share of devices x wall time the traced ops
+    account for), categories {name: {"seconds", "share" of devices x traced wall time,
+    "calls"}}, top_ops (the 12 slowest ops), matmul_gflops_per_device, step_gflop (per
+    model-step), gemm_gflops_per_device, and matmul_bound_model_steps_per_s (throughput
+    if every other op were free and matmuls ran at the GEMM rate).
+  """
+  devices = list(devices or jax.devices())
+  chunks = len(spec.activations) * make_plan(spec, devices=devices).n_chunks
+  steps = max(1, min(spec.steps, TRACED_CHUNK_STEPS // chunks))
+  spec = dataclasses.replace(spec, steps=steps, log_every=steps)
+  plan, categories, run_s, traced_s, secs, calls = _trace(spec, devices)
+  by_cat = _by_category(secs, calls, categories, len(devices) * traced_s)
+  op_s = sum(v["seconds"] for c, v in by_cat.items() if c != "between ops")
   model_steps = spec.num_models * spec.steps
   step_flop = 5 * 2 * spec.m * spec.n * spec.batch_size
   mm_s = by_cat["matmul"]["seconds"]
@@ -191,13 +225,9 @@ def profile(spec: sweep.SweepSpec, devices=None) -> dict[str, Any]:
       "workload": {"n": spec.n, "m": spec.m, "activations": list(spec.activations),
                    "models": spec.num_models, "steps": spec.steps,
                    "batch_size": spec.batch_size},
-      "run_s": plain.meta["timings"]["run_s"],
-      "model_steps_per_s": plain.meta["timings"]["model_steps_per_s"],
-      "traced_run_s": traced.meta["timings"]["run_s"],
-      "chunk_size": static.chunk_size,
-      "devices": len(devices),
-      "op_s": op_s,
-      "coverage": op_s / busy_s,
+      "run_s": run_s, "model_steps_per_s": model_steps / run_s, "traced_run_s": traced_s,
+      "chunk_size": plan.chunk_size, "devices": len(devices),
+      "op_s": op_s, "coverage": op_s / max(op_s, len(devices) * traced_s),
       "categories": by_cat,
       "top_ops": [{"op": op, "category": categories.get(op, "elementwise"), "seconds": s,
                    "calls": calls[op]} for s, op in top[:12]],

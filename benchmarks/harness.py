@@ -1,0 +1,337 @@
+"""Measurement jobs: one way of training a workload, timed, in a fresh process if asked.
+
+    job = Job(way="looped-jit", spec=spec.to_dict(), points=(0, 5))
+    measured = run_job(job, isolate=True)   # compile_s, run_s, models, steps, memory, W
+
+A fresh process per job makes its peak memory its own (read from /proc, see
+`peak_rss_mb`). The worker is this file run as a script, the job as JSON on stdin:
+
+    python benchmarks/harness.py < job.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+import looped
+from superpos_jax import cli, sweep
+from superpos_jax.spec import SweepSpec
+
+WAYS = ("vmapped", "looped-jit", "looped-step", "looped-switch")
+
+RNG_NOTES = {
+    "vmapped": "one [n, B] uniform draw per step per seed, read by every chunk of that "
+               "seed (common random numbers)",
+    "looped-jit": "one [n, B] uniform draw per step per model (in blocks of steps, as "
+                  "train.py draws)",
+    "looped-step": "one [n, B] uniform draw per step per model",
+    "looped-switch": "one [n, B] uniform draw per step per chunk of same-seed models "
+                     "(the engine's chunks, each drawing for itself)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One measurement: one way of training (a subset of) one spec's grid.
+
+  Attributes:
+    way: one of `WAYS`.
+    spec: `SweepSpec.to_dict()` of the whole workload.
+    points: flat point indices to train (looped-jit, looped-step); None = all.
+    steps: train this many steps instead of `spec.steps` (looped-step, looped-switch);
+      None = all. `summarize` scales the subset's run time to the whole job.
+    report_points: points whose final W the report includes (for the cross-check).
+    backend: JAX backend.
+  """
+
+  way: str
+  spec: dict
+  points: tuple[int, ...] | None = None
+  steps: int | None = None
+  report_points: tuple[int, ...] = ()
+  backend: str = "cpu"
+
+
+class JobError(RuntimeError):
+  """A measurement job failed (its message is the job's last line of stderr)."""
+
+
+def peak_rss_mb() -> float:
+  """Peak resident memory of this process, in MB.
+
+  On Linux, VmHWM of /proc/self/status: ru_maxrss survives fork and exec, so a fresh
+  worker spawned by a 1.7 GB parent reported 1.7 GB for one n=2 model.
+  """
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 2**10  # kB
+  except OSError:
+    pass
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+  return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def _peak_device_mb(device: jax.Device) -> float | None:
+  try:
+    stats = device.memory_stats()
+  except (AttributeError, NotImplementedError, RuntimeError):
+    return None
+  if not stats or "peak_bytes_in_use" not in stats:
+    return None
+  return stats["peak_bytes_in_use"] / 2**20
+
+
+def _train(way: str, spec: SweepSpec, points: list[int], devices) -> tuple:
+  """(compile_s, run_s, {point: W}, points trained, extra report fields) of one way."""
+  if way == "vmapped":
+    res = sweep.run(spec, progress=False, devices=devices)
+    W = dict(enumerate(res["W"].reshape(-1, spec.m, spec.n)))
+    return (res.meta["timings"]["compile_s"], res.meta["timings"]["run_s"], W,
+            range(spec.num_models), {"chunk_size": res.meta["engine"]["chunk_size"]})
+  if way == "looped-switch":
+    return (*looped.looped_switch(spec, devices), range(spec.num_models), {})
+  with jax.default_device(devices[0]):  # a plain loop runs on one device
+    ways = {"looped-jit": looped.looped_jit, "looped-step": looped.looped_step}
+    return (*ways[way](spec, points), points, {})
+
+
+def measure(job: Job) -> dict[str, Any]:
+  """Runs one job in this process and returns what it measured.
+
+  Args:
+    job: the measurement.
+
+  Returns:
+    A JSON-ready dict: way, models and steps actually trained, compile_s, run_s,
+    peak_rss_mb (the process's peak resident memory), rss_baseline_mb (the peak before
+    the job, after importing jax), peak_device_mb (accelerators that report it, else
+    None), chunk_size (vmapped), and W: `{str(point): [m, n] list}` for the requested
+    `report_points` that were trained.
+  """
+  if job.way not in WAYS:
+    raise ValueError(f"unknown way {job.way!r}; valid: {', '.join(WAYS)}")
+  spec = SweepSpec.from_dict(job.spec)
+  devices = jax.devices(job.backend)
+  rss_baseline = peak_rss_mb()
+  points = list(range(spec.num_models) if job.points is None else job.points)
+  if job.steps is not None and job.steps != spec.steps:
+    spec = dataclasses.replace(spec, steps=job.steps, log_every=min(spec.log_every, job.steps))
+  compile_s, run_s, W, points, extra = _train(job.way, spec, points, devices)
+  return {"way": job.way, "models": len(points), "steps": spec.steps,
+          "compile_s": compile_s, "run_s": run_s,
+          "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": rss_baseline,
+          "peak_device_mb": _peak_device_mb(devices[0]), **extra,
+          "W": {str(p): np.asarray(W[p]).tolist() for p in job.report_points if p in W}}
+
+
+def run_job(job: Job, *, isolate: bool) -> dict[str, Any]:
+  """`measure(job)`, in a fresh process when `isolate` (so peak memory is the job's own).
+
+  Args:
+    job: the measurement.
+    isolate: run it in a fresh interpreter (this file as a script).
+
+  Returns:
+    `measure`'s dict.
+
+  Raises:
+    JobError: the isolated process failed (out of memory, for instance).
+  """
+  if not isolate:
+    return measure(job)
+  proc = subprocess.run([sys.executable, os.path.abspath(__file__)],
+                        input=json.dumps(dataclasses.asdict(job)), capture_output=True,
+                        text=True)
+  if proc.returncode != 0:
+    lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+    raise JobError(f"{job.way} job failed (exit {proc.returncode}): {lines[-1]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _scaled_row(spec: SweepSpec, way: str, m: dict[str, Any], isolated: bool) -> dict:
+  """One way's report row, its run time scaled linearly to the whole grid and steps."""
+  total, done = spec.num_models * spec.steps, m["models"] * m["steps"]
+  memory = ("peak_rss_mb", "rss_baseline_mb", "peak_device_mb")
+  return {"models": spec.num_models, "steps": spec.steps,
+          "compile_s": m["compile_s"], "run_s": m["run_s"] * total / done,
+          "model_steps_per_s": done / m["run_s"],
+          **{k: m[k] if isolated else None for k in memory},
+          "scaled_from": ({"models": m["models"], "steps": m["steps"], "run_s": m["run_s"]}
+                          if done != total else None),
+          "rng": RNG_NOTES[way]}
+
+
+def _max_abs_diff_W(W: dict[str, list], ref_W: dict[str, list]) -> tuple[float | None, int]:
+  """Largest |W - ref_W| over the points both hold, and how many they are."""
+  shared = [p for p in W if p in ref_W]
+  diffs = [float(np.max(np.abs(np.asarray(W[p]) - np.asarray(ref_W[p])))) for p in shared]
+  return (max(diffs) if diffs else None), len(shared)
+
+
+def summarize(spec: SweepSpec, measured: dict[str, dict[str, Any]],
+              isolated: bool) -> dict[str, dict[str, Any]]:
+  """Per-way report of one workload, run times scaled to the whole grid and all steps.
+
+  Args:
+    spec: the workload.
+    measured: way -> `measure` output; must hold "vmapped".
+    isolated: each job ran in a fresh process (otherwise peak memory is a running
+      maximum over the jobs before it and is reported as None).
+
+  Returns:
+    way -> models, steps (the workload's), compile_s, run_s (scaled linearly from the
+    measured subset where `scaled_from` is set), model_steps_per_s (measured),
+    peak_rss_mb, rss_baseline_mb, peak_device_mb, scaled_from ({models, steps, run_s}
+    actually measured, or None), speedup_vs_vmapped (run time), speedup_total_vs_vmapped
+    (compile + run), max_abs_diff_W (final W against vmapped on the shared report
+    points, or None where no point was trained for all steps), diff_W_points, rng.
+  """
+  rows = {way: _scaled_row(spec, way, m, isolated) for way, m in measured.items()}
+  ref = rows["vmapped"]
+  for way, row in rows.items():
+    row["speedup_vs_vmapped"] = row["run_s"] / ref["run_s"]
+    row["speedup_total_vs_vmapped"] = ((row["compile_s"] + row["run_s"]) /
+                                       (ref["compile_s"] + ref["run_s"]))
+    diff, shared = _max_abs_diff_W(measured[way]["W"], measured["vmapped"]["W"])
+    if way == "vmapped" or measured[way]["steps"] != spec.steps:
+      diff = None
+    row["max_abs_diff_W"] = diff
+    row["diff_W_points"] = shared if diff is not None else 0
+  return rows
+
+
+def _plan_jobs(spec: SweepSpec, subsets: dict[str, dict[str, Any]]) -> dict[str, tuple]:
+  """way -> (points, steps) of its job: the subset of `subsets[way]`, None = all."""
+  jobs = {}
+  for way in WAYS:
+    sub = subsets.get(way, {})
+    points = None
+    if way in ("looped-jit", "looped-step"):
+      points = tuple(int(p) for p in looped.subset_points(spec, sub.get("per_activation")))
+    steps = max(1, round(spec.steps * sub.get("steps_fraction", 1.0)))
+    jobs[way] = (points, None if steps == spec.steps else steps)
+  return jobs
+
+
+def benchmark_workload(spec: SweepSpec, subsets: dict[str, dict[str, Any]], *,
+                       backend: str, isolate: bool,
+                       log: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, Any]]:
+  """Measures every way of `WAYS` on `spec` and summarises them (see `summarize`).
+
+  Args:
+    spec: the workload.
+    subsets: way -> {"per_activation": points of each activation to train (None = all),
+      "steps_fraction": share of the steps to train (default 1)}; slow ways are measured
+      on the subset and scaled linearly.
+    backend: JAX backend.
+    isolate: one fresh process per way.
+    log: progress lines.
+
+  Returns:
+    way -> `summarize`'s row.
+  """
+  jobs = _plan_jobs(spec, subsets)
+  report = tuple(sorted({p for points, _ in jobs.values() if points for p in points}))
+  measured = {}
+  for way, (points, steps) in jobs.items():
+    job = Job(way=way, spec=spec.to_dict(), points=points, steps=steps,
+              report_points=report, backend=backend)
+    m = measured[way] = run_job(job, isolate=isolate)
+    log(f"  {way:14s} {m['models']:>7,} models x {m['steps']:>6,} steps: compile "
+        f"{m['compile_s']:7.2f} s, run {m['run_s']:8.3f} s "
+        f"({m['models'] * m['steps'] / m['run_s']:,.0f} model-steps/s)")
+  return summarize(spec, measured, isolate)
+
+
+def scaling_series(specs: Sequence[SweepSpec], *, backend: str, isolate: bool,
+                   log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+  """The engine's time and memory for each spec (growing grids); stops at the first failure.
+
+  Returns:
+    One dict per spec: models, steps, chunk_size, compile_s, run_s, model_steps_per_s,
+    peak_rss_mb, rss_baseline_mb, peak_device_mb (memory None unless `isolate`), or
+    models, steps and error for a grid that failed (the series ends there).
+  """
+  rows = []
+  for spec in specs:
+    try:
+      m = run_job(Job(way="vmapped", spec=spec.to_dict(), backend=backend), isolate=isolate)
+    except JobError as e:
+      rows.append({"models": spec.num_models, "steps": spec.steps, "error": str(e)})
+      log(f"  {spec.num_models:>9,} models: {e}")
+      break
+    row = {"models": spec.num_models, "steps": spec.steps, "chunk_size": m["chunk_size"],
+           "compile_s": m["compile_s"], "run_s": m["run_s"],
+           "model_steps_per_s": spec.num_models * spec.steps / m["run_s"]}
+    for k in ("peak_rss_mb", "rss_baseline_mb", "peak_device_mb"):
+      row[k] = m[k] if isolate else None
+    rows.append(row)
+    log(f"  {spec.num_models:>9,} models x {spec.steps} steps: compile {m['compile_s']:6.2f} s, "
+        f"run {m['run_s']:8.3f} s ({row['model_steps_per_s']:,.0f} model-steps/s)")
+  return rows
+
+
+def progress_overhead(spec: SweepSpec, devices: Sequence[jax.Device],
+                      repeats: int = 2) -> dict[str, Any]:
+  """Run time of the engine with the progress callback on vs off (best of `repeats`).
+
+  The display itself goes to /dev/null; what is measured is the host callback the
+  program makes once per log window and chunk.
+  """
+  times: dict[bool, list[float]] = {False: [], True: []}
+  for _ in range(repeats):
+    for progress in (False, True):
+      with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        res = sweep.run(spec, progress=progress, devices=devices)
+      times[progress].append(res.meta["timings"]["run_s"])
+  off, on = min(times[False]), min(times[True])
+  return {"models": spec.num_models, "steps": spec.steps, "log_every": spec.log_every,
+          "run_s_off": off, "run_s_on": on, "overhead_pct": 100.0 * (on / off - 1.0)}
+
+
+def machine_info(backend: str) -> dict[str, Any]:
+  """CPU model, core count, load, JAX version, backend, devices and date."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      models = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+    cpu = models[0] if models else cpu
+  except OSError:
+    pass
+  devices = jax.devices(backend)
+  try:
+    load = [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    load = None
+  return {"cpu": cpu, "cores": os.cpu_count(), "load_average_1_5_15min": load,
+          "jax": jax.__version__, "backend": backend, "device_count": len(devices),
+          "device_kind": devices[0].device_kind, "platform": platform.platform(),
+          "python": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _worker() -> int:
+  """Measures the job read from stdin and prints its report as one JSON line."""
+  job = json.load(sys.stdin)
+  cli.configure_host(job.get("backend", "cpu"))
+  job["points"] = None if job.get("points") is None else tuple(job["points"])
+  job["report_points"] = tuple(job.get("report_points", ()))
+  print(json.dumps(measure(Job(**job))))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(_worker())
