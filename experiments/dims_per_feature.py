@@ -7,13 +7,11 @@ per-feature dimensionalities D_i with TMS's reference lines.
   python experiments/dims_per_feature.py --preset quick
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from superpos_jax import cli  # noqa: E402  (cli first: it sets XLA_FLAGS before jax loads)
+import numpy as np
 
-import numpy as np  # noqa: E402
+from superpos_jax import cli, launch
 
 NAME = "dims_per_feature"
 PRESETS = {
@@ -23,10 +21,7 @@ PRESETS = {
                   importance_kind="uniform", importances=(1.0,), seeds=(0,), steps=50,
                   log_every=25, batch_size=256, eval_size=1024),
 }
-
-
-def build_spec(args):
-  return cli.spec_from_args(args, PRESETS[args.preset])
+PARSER = cli.experiment_parser(__doc__, PRESETS)
 
 
 def figures(result, args):
@@ -37,7 +32,17 @@ def figures(result, args):
           "loss": plotting.figure_loss_curves(result, **kw)}
 
 
-main = cli.experiment_main(NAME, __doc__, PRESETS, build_spec, figures)
+def build_spec(args):
+  return cli.spec_from_args(args, PRESETS[args.preset])
+
+
+def main(argv=None):
+  args = PARSER.parse_args(argv)
+  cli.configure_host(args.backend)
+  result = launch.train_or_load(NAME, build_spec(args), args)
+  if not args.no_plot:
+    launch.save_outputs(args, NAME, result, lambda: figures(result, args), custom=False)
+
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -7,11 +7,9 @@ One row per activation, one column per density 1-S in {1, .3, .1, .03, .01, .003
   python experiments/feature_matrices.py --preset quick
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from superpos_jax import cli  # noqa: E402  (cli first: it sets XLA_FLAGS before jax loads)
+from superpos_jax import cli, launch
 
 NAME = "feature_matrices"
 DENSITIES = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
@@ -21,10 +19,8 @@ PRESETS = {
     "quick": dict(n=10, m=5, densities=DENSITIES, importance_kind="geometric",
                   importances=(0.7,), seeds=(0,), steps=300, log_every=50, eval_size=4096),
 }
-
-
-def add_args(parser):
-  parser.add_argument("--r", type=float, help="importance decay I_i = r^i (default 0.7)")
+PARSER = cli.experiment_parser(__doc__, PRESETS)
+PARSER.add_argument("--r", type=float, help="importance decay I_i = r^i (default 0.7)")
 
 
 def build_spec(args):
@@ -43,7 +39,13 @@ def figures(result, args):
           "loss": plotting.figure_loss_curves(result, **kw)}
 
 
-main = cli.experiment_main(NAME, __doc__, PRESETS, build_spec, figures, add_args)
+def main(argv=None):
+  args = PARSER.parse_args(argv)
+  cli.configure_host(args.backend)
+  result = launch.train_or_load(NAME, build_spec(args), args)
+  if not args.no_plot:
+    launch.save_outputs(args, NAME, result, lambda: figures(result, args), custom=args.r is not None)
+
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -6,41 +6,56 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from superpos_jax import cli  # noqa: E402  (cli first: it sets XLA_FLAGS before jax loads)
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from superpos_jax import data  # noqa: E402
+from superpos_jax import cli, launch
 
 NAME = "input_batches"
+MAX_VALUES = 10_000_000  # features x examples per batch: a picture, not a data set
+PARSER = cli.ArgumentParser(description=__doc__)
+PARSER.add_argument("--sparsities", type=cli.float_list, default=(0.5, 0.99),
+                    help="comma-separated sparsities S in [0, 1) (default 0.5,0.99)")
+PARSER.add_argument("--features", type=cli.positive_int, default=20, help="features (default 20)")
+PARSER.add_argument("--examples", type=cli.positive_int, default=100, help="examples (default 100)")
+PARSER.add_argument("--seed", type=int, default=0, help="random seed in [0, 2^31) (default 0)")
+PARSER.add_argument("--figures", default=os.path.join(cli.REPO, "figures"),
+                    help="folder for the figure (default: figures/)")
+PARSER.add_argument("--quiet", action="store_true")
+
+
+def check(args):
+  if not args.sparsities:
+    raise cli.UserError("--sparsities needs at least one value")
+  for s in args.sparsities:
+    if not 0.0 <= s < 1.0:
+      raise cli.UserError(f"every sparsity must be in [0, 1), got {s}")
+  if not 0 <= args.seed < 2**31:
+    raise cli.UserError(f"--seed must be in [0, 2^31), got {args.seed}")
+  if args.features * args.examples > MAX_VALUES:
+    raise cli.UserError(f"--features x --examples must be at most {MAX_VALUES:,} "
+                        f"(got {args.features * args.examples:,}): this draws a picture")
+  launch.prepare_folder(args.figures, "--figures")
+
+
+def draw_batches(args):
+  """`{label: [features, examples]}` sparse uniform batches, one per sparsity."""
+  import jax
+  import numpy as np
+  from superpos_jax import data
+  batches = {}
+  for i, s in enumerate(args.sparsities):
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), i), args.examples)
+    x = jax.vmap(lambda k: data.sample_features(k, args.features, 1.0 - s))(keys)
+    batches[f"S = {s:g}"] = np.asarray(x).T
+  return batches
 
 
 def main(argv=None):
-  p = cli.ArgumentParser(description=__doc__)
-  p.add_argument("--sparsities", type=cli.float_list, default=(0.5, 0.99),
-                 help="comma-separated sparsities S (default 0.5,0.99)")
-  p.add_argument("--features", type=cli.positive_int, default=20)
-  p.add_argument("--examples", type=cli.positive_int, default=100)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--figures", default=os.path.join(cli.REPO, "figures"))
-  p.add_argument("--quiet", action="store_true")
-  args = p.parse_args(argv)
-  if not args.sparsities:
-    raise cli.UserError("--sparsities needs at least one value")
-  batches = {}
-  for i, s in enumerate(args.sparsities):
-    if not 0.0 <= s < 1.0:
-      raise cli.UserError(f"every sparsity must be in [0, 1), got {s}")
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), i), args.examples)
-    x = jax.vmap(lambda k: data.sample_features(k, args.features, 1.0 - s))(keys)
-    batches[f"S = {s:g}"] = np.asarray(x).T  # [features, examples]
+  args = PARSER.parse_args(argv)
+  check(args)
+  cli.configure_host("cpu")
   from superpos_jax import plotting
-  cli.save_figures(args, NAME, {"batches": plotting.figure_input_batches(batches)})
+  launch.save_figures(args, NAME, {"batches": plotting.figure_input_batches(draw_batches(args))},
+                   args.figures)
 
-
-main = cli.main_guard(main)
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

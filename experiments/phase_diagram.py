@@ -6,16 +6,14 @@ whole diagram, every activation and seed, trains in one XLA call.
 
   python experiments/phase_diagram.py                  # paper preset, CPU
   python experiments/phase_diagram.py --backend gpu
-  python experiments/phase_diagram.py --preset quick   # seconds
+  python experiments/phase_diagram.py --preset quick   # seconds, figures in figures/quick/
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from superpos_jax import cli  # noqa: E402  (cli first: it sets XLA_FLAGS before jax loads)
+import numpy as np
 
-import numpy as np  # noqa: E402
+from superpos_jax import cli, launch
 
 NAME = "phase_diagram"
 PRESETS = {
@@ -26,18 +24,26 @@ PRESETS = {
                   importance_kind="relative", importances=tuple(np.geomspace(0.1, 10.0, 6)),
                   seeds=(0, 1), steps=300, log_every=50, eval_size=4096),
 }
-
-
-def add_args(parser):
-  parser.add_argument("--grid", type=cli.positive_int,
-                      help="points per axis of the density x importance grid (default from preset)")
+PARSER = cli.experiment_parser(__doc__, PRESETS)
+PARSER.add_argument("--grid", type=cli.positive_int,
+                    help="points per axis of the density x importance grid (default from preset)")
+PARSER.add_argument("--importances", type=cli.float_list,
+                    help="comma-separated relative importances of feature 2 (default from preset)")
 
 
 def build_spec(args):
   preset = dict(PRESETS[args.preset])
   if args.grid:
+    if args.grid > cli.MAX_AXIS_LENGTH:
+      raise cli.UserError(f"--grid must be at most {cli.MAX_AXIS_LENGTH:,}, got {args.grid:,}")
+    if args.densities is not None:
+      raise cli.UserError("--grid and --densities both set the densities: give one")
     preset["densities"] = tuple(np.geomspace(0.01, 1.0, args.grid))
+    if args.importances is not None:
+      raise cli.UserError("--grid and --importances both set the importances: give one")
     preset["importances"] = tuple(np.geomspace(0.1, 10.0, args.grid))
+  if args.importances is not None:
+    preset["importances"] = args.importances
   return cli.spec_from_args(args, preset)
 
 
@@ -48,7 +54,13 @@ def figures(result, args):
           "loss": plotting.figure_loss_curves(result, seed_rule=args.seed_rule)}
 
 
-main = cli.experiment_main(NAME, __doc__, PRESETS, build_spec, figures, add_args)
+def main(argv=None):
+  args = PARSER.parse_args(argv)
+  cli.configure_host(args.backend)
+  result = launch.train_or_load(NAME, build_spec(args), args)
+  if not args.no_plot:
+    launch.save_outputs(args, NAME, result, lambda: figures(result, args), custom=bool(args.grid or args.importances))
+
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

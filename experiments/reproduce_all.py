@@ -1,58 +1,80 @@
-"""Reproduce every figure of the study into figures/ (one command).
+"""Reproduce every figure of the study (one command).
 
-Runs input_batches, feature_matrices, phase_diagram and dims_per_feature in turn with the
-same flags (--preset, --backend, --steps, --seeds, ...), then prints what it wrote and
-how long each step took. Results already in --out with the same spec are reused.
+Runs input_batches, feature_matrices, phase_diagram and dims_per_feature in turn, then
+prints what each step took. Every step's flags are checked (and its spec built) before the
+first one trains, and each step gets only the flags it knows (--r goes to
+feature_matrices, --grid to phase_diagram). Results already in --out with the same spec
+are reused. The paper preset writes figures/; any other preset writes figures/<preset>/.
 
   python experiments/reproduce_all.py                  # paper preset on CPU
-  python experiments/reproduce_all.py --preset quick   # about a minute
+  python experiments/reproduce_all.py --preset quick   # about a minute, figures/quick/
 """
 
 import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from superpos_jax import cli  # noqa: E402  (cli first: it sets XLA_FLAGS before jax loads)
+import dims_per_feature
+import feature_matrices
+import input_batches
+import phase_diagram
+from superpos_jax import cli
 
-import dims_per_feature  # noqa: E402
-import feature_matrices  # noqa: E402
-import input_batches  # noqa: E402
-import phase_diagram  # noqa: E402
+TRAINING = (feature_matrices, phase_diagram, dims_per_feature)
 
-STEPS = (feature_matrices, phase_diagram, dims_per_feature)
+
+def _parser():
+  p = cli.experiment_parser(__doc__, phase_diagram.PRESETS)
+  p.add_argument("--r", type=float, help="feature_matrices: importance decay I_i = r^i")
+  p.add_argument("--grid", type=cli.positive_int, help="phase_diagram: points per axis")
+  p.add_argument("--importances", type=cli.float_list,
+                 help="phase_diagram: relative importances of feature 2")
+  return p
+
+
+def step_argv(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+  """The flags of `args` that `parser` knows and that differ from their defaults."""
+  argv = []
+  for action in parser._actions:  # argparse's own list of a parser's flags
+    if not action.option_strings or action.dest == "help":
+      continue
+    value = getattr(args, action.dest, None)
+    if value is None or value == action.default:
+      continue
+    flag = action.option_strings[-1]
+    if isinstance(action, argparse._StoreTrueAction):
+      argv.append(flag)
+    else:
+      argv += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+  return argv
 
 
 def main(argv=None):
-  argv = list(sys.argv[1:] if argv is None else argv)
-  if "-h" in argv or "--help" in argv:
-    print(__doc__)
-    print("Flags are passed to every experiment; theirs are:\n")
-    return feature_matrices.main(["--help"])
+  args = _parser().parse_args(argv)
+  steps = [(m, step_argv(args, m.PARSER)) for m in TRAINING]
+  figures = cli.figures_dir(args, custom=any(getattr(args, f) is not None
+                                             for f in ("r", "grid", "importances")))
+  inputs_argv = ["--figures", figures] + (["--quiet"] if args.quiet else [])
+  # Validate everything before anything trains: every step's flags and spec.
+  input_batches.check(input_batches.PARSER.parse_args(inputs_argv))
+  for module, sargv in steps:
+    module.build_spec(module.PARSER.parse_args(sargv))
   timings = []
   t0 = time.perf_counter()
-  shared = argparse.ArgumentParser(add_help=False)
-  shared.add_argument("--figures")
-  shared.add_argument("--quiet", action="store_true")
-  known, _ = shared.parse_known_args(argv)
-  status = input_batches.main((["--figures", known.figures] if known.figures else []) +
-                              (["--quiet"] if known.quiet else []))
-  timings.append(("input_batches", time.perf_counter() - t0, status))
-  if status:
-    return status
-  for module in STEPS:
+  for name, run in [("input_batches", lambda: input_batches.main(inputs_argv))] + [
+      (m.NAME, lambda m=m, a=a: m.main(a + ["--figures", figures])) for m, a in steps]:
     t = time.perf_counter()
-    status = module.main(argv)
-    timings.append((module.NAME, time.perf_counter() - t, status))
+    status = cli.run(lambda _: run())
+    timings.append((name, time.perf_counter() - t, status))
     if status:
       break
   print("\nsummary:")
   for name, secs, st in timings:
     print(f"  {name:18s} {secs:8.1f} s  {'ok' if st == 0 else f'FAILED (exit {st})'}")
   print(f"  {'total':18s} {time.perf_counter() - t0:8.1f} s")
-  return max(st for _, _, st in timings)
+  if any(st for _, _, st in timings):
+    raise SystemExit(max(st for _, _, st in timings))
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

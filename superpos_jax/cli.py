@@ -1,47 +1,96 @@
-"""What every experiment script shares: flags, backend choice, caching, errors.
+"""What every experiment script shares on the command line: flags, their checks, the
+preset's spec, the host set-up and the error guard.
 
-Import this module BEFORE jax in a script: on the CPU backend it splits the host into one
-XLA device per core, so the sweep's `shard_map` keeps every core busy (measured ~1.5-3x
-on the 2-core CPU), and it keeps XLA CPU's YNNPACK library off reductions: with several
-host devices those leaked memory on every execution (a 33,600-model, 10,000-step phase
-diagram grew to 24 GB and was killed; an 8,400-model n=2 grid grew ~1 GB per 1,000
-steps; with the flag, flat). Dots stay on YNNPACK, and `loss.batch_loss` writes its sums
-as dots. A flag already in XLA_FLAGS is left as the user set it.
+A script's flow is linear and reads top to bottom:
+
+    def main(argv=None):
+      args = PARSER.parse_args(argv)
+      cli.configure_host(args.backend)          # first: host devices, XLA flags
+      result = launch.train_or_load(NAME, build_spec(args), args)
+      if not args.no_plot:
+        launch.save_outputs(args, NAME, result, figures(result, args))
+
+    if __name__ == "__main__":
+      sys.exit(cli.run(main))
+
+`cli.run` turns expected failures into one line on stderr and an exit status; `launch`
+does what happens between a spec and its result file.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+from importlib import metadata
 from typing import Any, Callable
 
 
+from superpos_jax import activations, results
+from superpos_jax.inits import INITS
+from superpos_jax.results import SEED_RULES
+from superpos_jax.spec import MAX_AXIS_LENGTH, MAX_INT, SpecError, SweepSpec
+
+BACKENDS = ("cpu", "gpu", "tpu")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = "paper"  # the preset whose figures are the committed ones in figures/
+# Exit statuses besides 0, 1 (I/O error) and 2 (bad input).
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
+
+
+class UserError(Exception):
+  """Bad input from the command line: printed as one line, exit status 2."""
+
+
+class SaveError(Exception):
+  """Training finished but the result could not be written where asked (exit status 1);
+  the message says where it was rescued to."""
+
+
+class DivergedError(Exception):
+  """Every model of a run diverged (exit status 3); the result was still saved."""
+
+
+class Terminated(BaseException):
+  """Raised in the main thread on SIGTERM, so cleanup runs as for Ctrl-C."""
+
+
 def _jaxlib_version() -> tuple[int, ...]:
-  from importlib import metadata
   try:
     return tuple(int(p) for p in metadata.version("jaxlib").split(".")[:2])
   except (metadata.PackageNotFoundError, ValueError):
     return (0,)
 
 
-XLA_DEFAULTS = {"xla_force_host_platform_device_count": str(os.cpu_count() or 1)}
-if _jaxlib_version() >= (0, 10):  # where it was measured; older XLA may not know the flag
-  XLA_DEFAULTS["xla_cpu_experimental_ynn_fusion_type"] = "-reduce"
-for _flag, _value in XLA_DEFAULTS.items():
-  if _flag not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
+def xla_defaults() -> dict[str, str]:
+  """XLA flags the scripts set unless the user already did.
 
-import jax  # noqa: E402  (after XLA_FLAGS on purpose)
+  One XLA CPU device per core, so the sweep's `shard_map` keeps every core busy (measured
+  ~1.5-3x on the 2-core CPU); and XLA CPU's YNNPACK library kept off reductions: with
+  several host devices those leaked memory on every execution (a 33,600-model,
+  10,000-step phase diagram grew to 24 GB and was killed; with the flag, flat). Dots stay
+  on YNNPACK, and `loss.batch_loss` writes its sums as dots.
+  """
+  flags = {"xla_force_host_platform_device_count": str(os.cpu_count() or 1)}
+  if _jaxlib_version() >= (0, 10):  # where it was measured; older XLA may not know the flag
+    flags["xla_cpu_experimental_ynn_fusion_type"] = "-reduce"
+  return flags
 
-from superpos_jax import activations, results, sweep  # noqa: E402
 
-BACKENDS = ("cpu", "gpu", "tpu")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def configure_host(backend: str = "cpu") -> None:
+  """Sets the XLA flags of `xla_defaults` (a flag already in XLA_FLAGS is left as set).
 
-
-class UserError(Exception):
-  """Bad input from the command line: printed as one line, exit status 2."""
+  Call it first, before anything touches a JAX device: XLA reads its flags when the
+  backend starts, and ignores later changes (then the run simply uses the devices it has).
+  """
+  del backend  # the flags only concern the CPU backend; harmless for the others
+  for flag, value in xla_defaults().items():
+    if flag not in os.environ.get("XLA_FLAGS", ""):
+      os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{flag}={value}".strip()
 
 
 def float_list(text: str) -> tuple[float, ...]:
@@ -65,14 +114,22 @@ def positive_float(text: str) -> float:
   return v
 
 
-def positive_int(text: str) -> int:
+def positive_int(text: str, most: int = MAX_INT) -> int:
+  """A flag's integer in [1, most]; the default bound is int32's (step counters, sizes)."""
   try:
     v = int(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
   if v < 1:
     raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+  if v > most:
+    raise argparse.ArgumentTypeError(f"expected a positive integer of at most {most:,}, got {v}")
   return v
+
+
+def axis_length(text: str) -> int:
+  """Values of one grid axis (e.g. --seeds): bounded before any tuple of them is built."""
+  return positive_int(text, MAX_AXIS_LENGTH)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -86,30 +143,32 @@ class ArgumentParser(argparse.ArgumentParser):
     self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def make_parser(doc: str, presets: dict[str, dict[str, Any]]) -> argparse.ArgumentParser:
-  """Parser with the flags every experiment takes; `doc` is the script's docstring."""
+def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentParser:
+  """Parser with the flags every training experiment takes; `doc` is the script's docstring."""
   p = ArgumentParser(description=doc,
                      epilog="activations:\n  " + activations.describe().replace("\n", "\n  "))
-  p.add_argument("--preset", choices=sorted(presets), default="paper",
+  p.add_argument("--preset", choices=sorted(presets), default=PAPER,
                  help="paper: the study's settings (default); quick: same code path in seconds")
   p.add_argument("--backend", choices=BACKENDS, default="cpu", help="JAX backend (default cpu)")
   p.add_argument("--out", default=os.path.join(REPO, "runs"),
                  help="folder for result .npz files (default: runs/)")
-  p.add_argument("--figures", default=os.path.join(REPO, "figures"),
-                 help="folder for figures (default: figures/)")
+  p.add_argument("--figures", default=None,
+                 help="folder for figures (default: figures/ for the paper preset as it "
+                      "stands, figures/<preset>/ for any other preset or overridden setting)")
   p.add_argument("--steps", type=positive_int, help="training steps (default from preset)")
-  p.add_argument("--seeds", type=positive_int, help="seeds per grid point (default from preset)")
+  p.add_argument("--seeds", type=axis_length,
+                 help=f"seeds per grid point, at most {MAX_AXIS_LENGTH:,} (default from preset)")
   p.add_argument("--activations", type=name_list,
                  help="comma-separated activation names (default: the study's seven)")
   p.add_argument("--densities", type=float_list, help="comma-separated densities 1-S in (0, 1]")
   p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
   p.add_argument("--batch-size", type=positive_int, help="examples per step (default 1024)")
-  p.add_argument("--init", choices=("xavier_normal", "notebook"), help="weight init (default xavier_normal)")
-  p.add_argument("--seed-rule", choices=("best", "trimmed_mean"), default="best",
+  p.add_argument("--init", choices=INITS, help=f"weight init (default {INITS[0]})")
+  p.add_argument("--seed-rule", choices=SEED_RULES, default=SEED_RULES[0],
                  help="how figures collapse seeds: lowest eval loss (default) or mean without the worst")
   p.add_argument("--max-memory", type=positive_float, default=None,
-                 help="memory budget in GiB (default: half the host memory); the grid is "
-                      "trained in smaller chunks to fit")
+                 help="memory budget in GiB (default: the accelerator's memory, or half "
+                      "the host memory on CPU); the grid is trained in smaller chunks to fit")
   p.add_argument("--coordinator", help="multi-host: address:port of process 0 "
                  "(with --num-processes and --process-id; see README)")
   p.add_argument("--num-processes", type=positive_int, help="multi-host: processes in all")
@@ -120,8 +179,41 @@ def make_parser(doc: str, presets: dict[str, dict[str, Any]]) -> argparse.Argume
   return p
 
 
-def spec_from_args(args: argparse.Namespace, preset: dict[str, Any]) -> sweep.SweepSpec:
-  """The preset's spec fields, overridden by whichever flags were given."""
+# Flags of `experiment_parser` that change the spec: any of them makes a custom run.
+SPEC_FLAGS = ("steps", "seeds", "activations", "densities", "lr", "batch_size", "init")
+
+
+def check_flags(args: argparse.Namespace) -> None:
+  """The checks of `experiment_parser`'s flags that argparse cannot make on one flag alone
+  (conflicts, empty paths, the multi-host set); touches no file, device or network."""
+  if args.out == "":
+    raise UserError("--out must name a folder, got ''")
+  if getattr(args, "figures", None) == "":
+    raise UserError("--figures must name a folder, got ''")
+  if args.densities is not None and not args.densities:
+    raise UserError("--densities needs at least one value")
+  if args.activations is not None and not args.activations:
+    raise UserError("--activations needs at least one name")
+  if not args.coordinator:
+    given = [f for f, v in (("--num-processes", args.num_processes),
+                            ("--process-id", args.process_id)) if v is not None]
+    if given:
+      raise UserError(f"{' and '.join(given)} given without --coordinator HOST:PORT (multi-host runs only)")
+    return
+  if args.num_processes is None or args.process_id is None:
+    raise UserError("--coordinator needs --num-processes and --process-id")
+  if not 0 <= args.process_id < args.num_processes:
+    raise UserError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
+  host, _, port = args.coordinator.rpartition(":")
+  if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    raise UserError(f"--coordinator must be HOST:PORT with a port in 1..65535, "
+                    f"got {args.coordinator!r}")
+
+
+def spec_from_args(args: argparse.Namespace, preset: dict[str, Any]) -> SweepSpec:
+  """The preset's spec fields, overridden by whichever flags were given (flags checked
+  first, see `check_flags`)."""
+  check_flags(args)
   fields = dict(preset)
   if args.steps is not None:
     fields["steps"] = args.steps
@@ -138,77 +230,19 @@ def spec_from_args(args: argparse.Namespace, preset: dict[str, Any]) -> sweep.Sw
     fields["batch_size"] = args.batch_size
   if args.init is not None:
     fields["init"] = args.init
-  return sweep.SweepSpec(**fields)
+  return SweepSpec(**fields)
 
 
-def select_devices(backend: str) -> list:
-  """Devices of `backend`, or a one-line UserError naming the available backends."""
-  try:
-    return jax.devices(backend)
-  except RuntimeError:
-    available = []
-    for b in BACKENDS:
-      try:
-        jax.devices(b)
-        available.append(b)
-      except RuntimeError:
-        pass
-    raise UserError(f"JAX has no {backend!r} backend on this machine "
-                    f"(available: {', '.join(available) or 'none'})") from None
-
-
-def init_distributed(args: argparse.Namespace) -> None:
-  """Joins JAX's multi-host runtime when --coordinator is given (one process per host)."""
-  if not args.coordinator:
-    return
-  if args.num_processes is None or args.process_id is None:
-    raise UserError("--coordinator needs --num-processes and --process-id")
-  if not 0 <= args.process_id < args.num_processes:
-    raise UserError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
-  jax.distributed.initialize(coordinator_address=args.coordinator,
-                             num_processes=args.num_processes, process_id=args.process_id)
-
-
-def _default_memory_budget() -> int:
-  try:
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-  except (ValueError, OSError, AttributeError):
-    return 8 * 2**30
-
-
-def train_or_load(name: str, spec: sweep.SweepSpec, args: argparse.Namespace) -> results.SweepResult:
-  """Reuses `<out>/<name>-<spec digest>.npz` if present (unless --force), else trains it."""
-  path = os.path.join(args.out, f"{name}-{args.backend}-{spec.digest()}.npz")
-  if os.path.exists(path) and not args.force:
-    try:
-      res = results.load(path)
-      log(args, f"[{name}] reusing {os.path.relpath(path)} (same spec and engine code; --force to re-train)")
-      return res
-    except results.ResultFileError as e:
-      print(f"warning: {e}; training again", file=sys.stderr)
-  init_distributed(args)
-  devices = select_devices(args.backend)
-  budget = int(args.max_memory * 2**30) if args.max_memory else _default_memory_budget()
-  log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "
-            f"on {len(devices)} {args.backend} device(s)")
-  res = sweep.run(spec, devices=devices, max_memory=budget,
-                  progress=None if not args.quiet else False)
-  if jax.process_index() != 0:  # every process holds the whole result; one writes it
-    return res
-  results.save(res, path)
-  log(args, f"[{name}] {results.summary(res)}; wrote {os.path.relpath(path)}")
-  return res
-
-
-def save_figures(args: argparse.Namespace, name: str, figures: dict[str, Any]) -> list[str]:
-  """Saves `{suffix: Figure}` as `<figures>/<name>_<suffix>.png` and lists the paths."""
-  from superpos_jax import plotting
-  written = []
-  for suffix, fig in figures.items():
-    written += plotting.save_figure(fig, os.path.join(args.figures, f"{name}_{suffix}"))
-  for path in written:
-    log(args, f"[{name}] wrote {os.path.relpath(path)}")
-  return written
+def figures_dir(args: argparse.Namespace, custom: bool = False) -> str:
+  """Where figures go: `--figures`, else figures/ for the paper preset as it stands and
+  figures/<preset>/ (figures/paper-custom/ for an overridden paper run) otherwise, so that
+  only a deliberate paper-preset run replaces the committed figures."""
+  if args.figures is not None:
+    return args.figures
+  custom = custom or any(getattr(args, f, None) is not None for f in SPEC_FLAGS)
+  if args.preset == PAPER and not custom:
+    return os.path.join(REPO, "figures")
+  return os.path.join(REPO, "figures", f"{args.preset}-custom" if args.preset == PAPER else args.preset)
 
 
 def log(args: argparse.Namespace, msg: str) -> None:
@@ -216,43 +250,39 @@ def log(args: argparse.Namespace, msg: str) -> None:
     print(msg, flush=True)
 
 
-def main_guard(main: Callable[[list[str] | None], Any]) -> Callable[[list[str] | None], int]:
-  """Runs `main`, turning expected failures into one line on stderr and an exit status."""
-
-  def guarded(argv: list[str] | None = None) -> int:
-    try:
-      main(argv)
-      return 0
-    except (UserError, sweep.SpecError, activations.UnknownActivationError,
-            results.ResultFileError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
-    except OSError as e:
-      print(f"error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
-      return 1
-    except KeyboardInterrupt:
-      print("\ninterrupted: no partial result was written", file=sys.stderr)
-      return 130
-
-  return guarded
+def _terminate(signum, frame):
+  raise Terminated()
 
 
-
-
-def experiment_main(name: str, doc: str, presets: dict[str, dict[str, Any]],
-                    build_spec: Callable[[argparse.Namespace], sweep.SweepSpec],
-                    figures: Callable[[results.SweepResult, argparse.Namespace], dict[str, Any]],
-                    add_args: Callable[[argparse.ArgumentParser], None] | None = None):
-  """The whole flow of one experiment script: flags -> spec -> sweep -> npz -> figures."""
-
-  def main(argv: list[str] | None = None) -> None:
-    parser = make_parser(doc, presets)
-    if add_args:
-      add_args(parser)
-    args = parser.parse_args(argv)
-    spec = build_spec(args)
-    res = train_or_load(name, spec, args)
-    if not args.no_plot and jax.process_index() == 0:
-      save_figures(args, name, figures(res, args))
-
-  return main_guard(main)
+def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> int:
+  """Runs `main(argv)`, turning expected failures into one line on stderr and a status:
+  2 bad input, 1 an I/O error (or a result saved only to a fallback), 3 every model
+  diverged, 130 Ctrl-C, 143 SIGTERM (handled like Ctrl-C: temp files removed)."""
+  main_thread = threading.current_thread() is threading.main_thread()
+  previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+  try:
+    main(argv)
+    return 0
+  except (UserError, SpecError, activations.UnknownActivationError,
+          results.ResultFileError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except SaveError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  except DivergedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_DIVERGED
+  except OSError as e:
+    where = f": {e.filename}" if e.filename else ""
+    print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print("\ninterrupted: no partial result was written", file=sys.stderr)
+    return EXIT_INTERRUPTED
+  except Terminated:
+    print("\nterminated (SIGTERM): no partial result was written", file=sys.stderr)
+    return EXIT_TERMINATED
+  finally:
+    if main_thread and previous is not None:
+      signal.signal(signal.SIGTERM, previous)

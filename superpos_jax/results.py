@@ -17,14 +17,16 @@ import dataclasses
 import json
 import os
 import secrets
+import socket
+import time
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from superpos_jax.phases import PHASES
+from superpos_jax.spec import AXES, SpecError, SweepSpec
 
-# Grid axes, in the order of every result array's leading dimensions.
-AXES = ("activation", "density", "importance", "lr", "seed")
+SCHEMA_VERSION = 1
 
 # Per-model arrays: name -> (dims after the grid axes, description).
 SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
@@ -46,9 +48,8 @@ AVERAGED = ("eval_loss", "final_loss", "feature_norms", "superposition",
             "feature_dimensionality", "dims_per_feature", "loss_history")
 EXTRA = ("importance_vectors", "history_steps")
 
-# Must match superpos_jax.metrics.PHASES (checked by a test); duplicated as plain data so
-# this module and the plots need no jax.
-PHASES = ("neither", "feature 1 only", "superposition", "feature 2 only", "ambiguous")
+# How figures and summaries collapse the seed axis (see `SweepResult.reduce_seeds`).
+SEED_RULES = ("best", "trimmed_mean")
 
 
 class ResultFileError(ValueError):
@@ -76,8 +77,9 @@ class SweepResult:
     return tuple(a for a in AXES if a in self.coords)
 
   @property
-  def spec(self) -> dict[str, Any]:
-    return self.meta["spec"]
+  def spec(self) -> SweepSpec:
+    """The typed spec the result was trained from."""
+    return SweepSpec.from_dict(self.meta["spec"])
 
   def __getitem__(self, name: str) -> np.ndarray:
     return self.data[name]
@@ -105,6 +107,47 @@ class SweepResult:
     data = {k: v[idx] for k, v in self.data.items()}
     coords = {a: v for a, v in self.coords.items() if a not in selection}
     return dataclasses.replace(self, coords=coords, data=data)
+
+  def to_xarray(self):
+    """The result as an `xarray.Dataset` (needs the `xarray` extra).
+
+    Every array of `SCHEMA` becomes a variable whose dims are the grid axes left in this
+    result followed by its per-model dims (`m`, `n`, `history`); the grid axes are
+    coordinates (`activation` names, `density`, ...), `history` is labelled with the step
+    count at the end of each window, and `importance_vector [importance, n]` holds the
+    importance vectors. `attrs` hold the spec, environment and timings as JSON strings,
+    so `.sel`, `.groupby`, `.plot` and `to_netcdf` / `to_zarr` work directly:
+
+        ds = result.to_xarray()
+        ds.eval_loss.sel(activation="relu").min("seed")
+    """
+    try:
+      import xarray as xr
+    except ImportError:
+      raise ImportError("SweepResult.to_xarray needs xarray: pip install 'superpos_jax[xarray]' "
+                        "(or pip install xarray)") from None
+    axes = self.axes
+    variables = {}
+    for k, v in self.data.items():
+      dims, description = SCHEMA[k]
+      attrs = {"description": description}
+      if k == "phase":
+        attrs["labels"] = json.dumps(list(PHASES))
+      variables[k] = (axes + dims, np.asarray(v), attrs)
+    coords = {a: np.asarray(self.coords[a]) for a in axes}
+    coords["history"] = ("history", np.asarray(self.extra["history_steps"]),
+                         {"description": "step count at the end of each logging window"})
+    vectors = np.asarray(self.extra["importance_vectors"])
+    if "importance" in coords and vectors.shape[0] == len(coords["importance"]):
+      variables["importance_vector"] = (("importance", "n"), vectors,
+                                        {"description": "importance of every feature"})
+    meta = self.meta
+    attrs = {k: json.dumps(meta[k], sort_keys=True) for k in ("spec", "env", "timings", "engine")
+             if k in meta}
+    if "spec_digest" in meta:
+      attrs["spec_digest"] = str(meta["spec_digest"])
+    attrs["schema_version"] = SCHEMA_VERSION
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
 
   def reduce_seeds(self, rule: str = "best") -> "SweepResult":
     """Collapses the seed axis the way TMS phase diagrams do.
@@ -148,31 +191,86 @@ class SweepResult:
         best_phase = data["phase"]
         best_count = np.take_along_axis(counts, best_phase[None].astype(np.int64), 0)[0]
         data["phase"] = np.where(counts.max(0) > best_count, counts.argmax(0), best_phase)
-    elif rule != "best":
-      raise ValueError(f"unknown seed rule {rule!r}; valid: best, trimmed_mean")
+    elif rule not in SEED_RULES:
+      raise ValueError(f"unknown seed rule {rule!r}; valid: {', '.join(SEED_RULES)}")
     coords = {a: v for a, v in self.coords.items() if a != "seed"}
     return dataclasses.replace(self, coords=coords, data=data)
+
+
+# Temp files are named `.tmp-<pid>@<host>@<random>-<final name>` ('@' cannot occur in a
+# host name), so a later writer in
+# the same folder can tell a dead writer's leftovers from a concurrent writer's file.
+TMP_PREFIX = ".tmp-"
+# A temp file untouched this long is a leftover whoever wrote it (a write takes seconds).
+STALE_AFTER_S = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OSError):
+    return True  # exists, but owned by someone else
+  return True
+
+
+def remove_stale_temp_files(folder: str, now: float | None = None) -> list[str]:
+  """Removes leftovers of killed writers in `folder` (SIGKILL leaves its temp file).
+
+  A temp file goes if its writer ran on this host and is dead, or if nobody touched it for
+  `STALE_AFTER_S`. A live writer's file (on this host, or recent elsewhere) is kept.
+  Returns the paths removed.
+  """
+  now = time.time() if now is None else now
+  host = socket.gethostname()
+  removed = []
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return removed
+  for name in names:
+    if not name.startswith(TMP_PREFIX):
+      continue
+    path = os.path.join(folder, name)
+    parts = name[len(TMP_PREFIX):].split("@", 2)  # [pid, host, rest]; old names: no '@'
+    dead = (len(parts) == 3 and parts[1] == host and parts[0].isdigit()
+            and not _pid_alive(int(parts[0])))
+    try:
+      if dead or now - os.stat(path).st_mtime > STALE_AFTER_S:
+        os.unlink(path)
+        removed.append(path)
+    except OSError:
+      pass  # removed meanwhile, or not ours to remove: not this writer's business
+  return removed
 
 
 def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> str:
   """Calls `write(f)` on a temporary file in `path`'s folder, then renames it to `path`.
 
-  A crash or Ctrl-C mid-write leaves no partial file under `path` (the temporary file is
-  removed; an existing `path` stays as it was). Returns `path`.
+  A crash, Ctrl-C or SIGTERM (see `cli.run`) mid-write leaves no partial file under
+  `path` (the temporary file is removed; an existing `path` stays as it was); a SIGKILL's
+  leftover is removed by the next write in the folder (`remove_stale_temp_files`).
+  An OSError (full disk, no permission) always names `path`. Returns `path`.
   """
   folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  # A hand-made temp name (not mkstemp) so the file gets the umask's permissions.
-  tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{os.path.basename(path)}")
+  tmp = os.path.join(folder, f"{TMP_PREFIX}{os.getpid()}@{socket.gethostname()}@"
+                             f"{secrets.token_hex(4)}-{os.path.basename(path)}")
   try:
+    os.makedirs(folder, exist_ok=True)
+    remove_stale_temp_files(folder)
+    # A hand-made temp name (not mkstemp) so the file gets the umask's permissions.
     with open(tmp, "xb") as f:
       write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError) and e.filename != path:
+      # e.g. ENOSPC from a write has no file name at all: say which file failed.
+      raise type(e)(e.errno, e.strerror or str(e), path) from e
     raise
   return path
 
@@ -210,6 +308,9 @@ def load(path: str | os.PathLike) -> SweepResult:
     meta = json.loads(str(arrays.pop("meta")))
   except json.JSONDecodeError as e:
     raise ResultFileError(f"{path}: corrupted metadata ({e})") from None
+  if not isinstance(meta, dict):
+    raise ResultFileError(f"{path}: corrupted metadata (a JSON {type(meta).__name__}, "
+                          f"expected an object)")
   version = meta.get("schema_version")
   if version != SCHEMA_VERSION:
     raise ResultFileError(
@@ -227,6 +328,12 @@ def load(path: str | os.PathLike) -> SweepResult:
     if v.shape[:len(grid_shape)] != grid_shape:
       raise ResultFileError(f"{path}: {k} has shape {v.shape}, expected grid {grid_shape} first")
   extra = {k: arrays.pop(k) for k in EXTRA}
+  if not isinstance(meta.get("spec"), dict):
+    raise ResultFileError(f"{path}: no spec in the metadata")
+  try:
+    SweepSpec.from_dict(meta["spec"])
+  except (SpecError, TypeError, ValueError) as e:
+    raise ResultFileError(f"{path}: invalid stored spec ({e})") from None
   return SweepResult(coords=coords, data=data, extra=extra, meta=meta)
 
 
@@ -235,6 +342,7 @@ def summary(result: SweepResult) -> str:
   shape = " x ".join(f"{len(result.coords[a])} {a}" for a in result.axes)
   t = result.meta.get("timings", {})
   env = result.meta.get("env", {})
-  return (f"{shape} (n={result.spec['n']}, m={result.spec['m']}, {result.spec['steps']} steps) "
+  spec = result.spec
+  return (f"{shape} (n={spec.n}, m={spec.m}, {spec.steps} steps) "
           f"on {env.get('backend', '?')}: compile {t.get('compile_s', float('nan')):.1f}s, "
           f"train {t.get('run_s', float('nan')):.1f}s")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from superpos_jax import plotting, results
+from superpos_jax import plotting, results, theory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +35,7 @@ def test_experiment_quick_writes_npz_and_figures(tmp_path, name, figures, n, m):
   assert proc.returncode == 0, proc.stderr
   (path,) = glob.glob(str(tmp_path / "runs" / f"{name}-*.npz"))
   res = results.load(path)
-  assert (res.spec["n"], res.spec["m"]) == (n, m)
+  assert (res.spec.n, res.spec.m) == (n, m)
   grid = tuple(len(res.coords[a]) for a in results.AXES)
   assert res["W"].shape == grid + (m, n)
   assert res["loss_history"].shape == grid + (len(res.extra["history_steps"]),)
@@ -62,16 +62,16 @@ def test_input_batches_figure(tmp_path):
 def test_relu_phase_matches_closed_form(tmp_path):
   """Trained ReLU n=2,m=1 models sit in Wattenberg's closed-form phase, away from boundaries."""
   proc = run_script("phase_diagram", "--preset", "quick", "--activations", "relu",
-                    "--densities", "1,0.5,0.05,0.02", "--grid", "4", "--lr", "1e-2",
+                    "--densities", "1,0.5,0.05,0.02", "--importances", "0.1,0.4642,2.154,10", "--lr", "1e-2",
                     "--steps", "2000", "--no-plot", "--quiet", *dirs(tmp_path))
   assert proc.returncode == 0, proc.stderr
   (path,) = glob.glob(str(tmp_path / "runs" / "phase_diagram-*.npz"))
   res = results.load(path).reduce_seeds("best").sel(activation="relu", lr=1e-2)
   dens, imp = np.meshgrid(res.coords["density"], res.coords["importance"], indexing="ij")
-  losses = np.sort(plotting.relu_closed_form_losses(dens, imp), axis=-1)
+  losses = np.sort(theory.relu_closed_form_losses(dens, imp), axis=-1)
   clearly_inside = (losses[..., 1] - losses[..., 0]) > 0.2 * losses[..., 0]
   assert clearly_inside.sum() >= 8
-  expected = plotting.relu_closed_form_phase(dens, imp)
+  expected = theory.relu_closed_form_phase(dens, imp)
   np.testing.assert_array_equal(res["phase"][clearly_inside], expected[clearly_inside])
 
 

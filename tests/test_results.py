@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from superpos_jax import results, sweep
+from superpos_jax.spec import SweepSpec
 
-SPEC = sweep.SweepSpec(n=2, m=1, activations=("relu", "tanh"), densities=(1.0, 0.1),
+SPEC = SweepSpec(n=2, m=1, activations=("relu", "tanh"), densities=(1.0, 0.1),
                        importance_kind="relative", importances=(0.5,), lrs=(1e-3,), seeds=(0, 1, 2),
                        steps=25, batch_size=64, eval_size=256, log_every=10)
 GRID = SPEC.grid_shape  # (2, 2, 1, 1, 3)
@@ -60,7 +61,7 @@ def test_round_trip(tmp_path):
   assert loaded.axes == results.AXES
   assert loaded.meta["schema_version"] == results.SCHEMA_VERSION
   assert loaded.meta["env"] == res.meta["env"] and loaded.meta["timings"] == res.meta["timings"]
-  assert sweep.SweepSpec.from_dict(loaded.meta["spec"]) == SPEC
+  assert SweepSpec.from_dict(loaded.meta["spec"]) == SPEC
   assert "2 activation x 2 density" in results.summary(loaded)
 
 

@@ -1,0 +1,267 @@
+"""From a spec to its result file, and on to figures: the devices, the coordinator, the
+memory budget, train or reuse, save (or rescue), report divergence, draw.
+
+Everything that can fail is checked before training (`train_or_load`); a finished
+training is never thrown away (`save_or_rescue`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from superpos_jax import cache, results
+from superpos_jax.cli import (BACKENDS, DivergedError, SaveError, UserError, check_flags,
+                              figures_dir, log)
+from superpos_jax.spec import SweepSpec
+
+
+# How long a non-zero process tries to reach the coordinator before giving up: process 0
+# needs a few seconds to start JAX and listen.
+COORDINATOR_TIMEOUT_S = 10.0
+
+
+# How to install JAX for each accelerator backend (the extras of pyproject.toml).
+INSTALL_HINTS = {"gpu": "pip install 'superpos_jax[cuda]' (NVIDIA GPU, CUDA 12)",
+                 "tpu": "pip install 'superpos_jax[tpu]'"}
+
+
+def select_devices(backend: str) -> list:
+  """Devices of `backend`, or a one-line UserError naming the available backends."""
+  import jax
+  try:
+    return jax.devices(backend)
+  except RuntimeError:
+    available = []
+    for b in BACKENDS:
+      try:
+        jax.devices(b)
+        available.append(b)
+      except RuntimeError:
+        pass
+    hint = f"; to install JAX for it: {INSTALL_HINTS[backend]}" if backend in INSTALL_HINTS else ""
+    raise UserError(f"JAX has no {backend!r} backend on this machine "
+                    f"(available: {', '.join(available) or 'none'}){hint}") from None
+
+
+def prepare_folder(path: str, flag: str) -> str:
+  """Creates `path` and proves a file can be written there, or raises a one-line
+  UserError naming it: a bad output folder must fail before training, not after."""
+  if not path:
+    raise UserError(f"{flag} must name a folder, got ''")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except FileExistsError:
+    raise UserError(f"{flag} {path}: exists and is not a folder") from None
+  except OSError as e:
+    raise UserError(f"{flag} {path}: cannot create the folder ({e.strerror or e})") from None
+  if not os.path.isdir(path):
+    raise UserError(f"{flag} {path}: exists and is not a folder")
+  probe = os.path.join(path, f"{results.TMP_PREFIX}{os.getpid()}@{socket.gethostname()}@probe")
+  try:
+    with open(probe, "xb") as f:
+      f.write(b"probe")
+    os.unlink(probe)
+  except OSError as e:
+    raise UserError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+  return path
+
+
+def probe_coordinator(address: str, process_id: int, timeout: float | None = None) -> None:
+  """Fails in seconds, with one line, where `jax.distributed.initialize` would hang for
+  minutes and then abort: process 0 must be able to listen on the port, every other
+  process must reach it within `timeout` seconds (default `COORDINATOR_TIMEOUT_S`)."""
+  timeout = COORDINATOR_TIMEOUT_S if timeout is None else timeout
+  host, _, port = address.rpartition(":")
+  host, port = host.strip("[]"), int(port)
+  try:
+    socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+  except OSError as e:
+    raise UserError(f"--coordinator {address}: cannot resolve {host!r} ({e.strerror or e})") from None
+  if process_id == 0:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+      s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      try:
+        s.bind(("", port))
+      except OSError as e:
+        raise UserError(f"--coordinator {address}: process 0 cannot listen on port {port} "
+                        f"({e.strerror or e})") from None
+    return
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      with socket.create_connection((host, port), timeout=max(0.1, min(2.0, timeout))):
+        return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise UserError(f"--coordinator {address}: not reachable within {timeout:g} s "
+                        f"({e.strerror or e}); start process 0 first, or check the "
+                        f"address and firewall") from None
+      time.sleep(0.25)
+
+
+def init_distributed(args: argparse.Namespace) -> None:
+  """Joins JAX's multi-host runtime when --coordinator is given (one process per host)."""
+  if not args.coordinator:
+    return
+  check_flags(args)
+  probe_coordinator(args.coordinator, args.process_id)
+  if args.process_id == 0:
+    log(args, f"waiting for {args.num_processes - 1} more process(es) to join at {args.coordinator}")
+  import jax
+  jax.distributed.initialize(coordinator_address=args.coordinator,
+                             num_processes=args.num_processes, process_id=args.process_id)
+
+
+def _host_memory_budget() -> int:
+  try:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+  except (ValueError, OSError, AttributeError):
+    return 8 * 2**30
+
+
+def default_memory_budget(devices: list) -> int:
+  """Bytes a run may use: on an accelerator the smallest device's own limit
+  (`Device.memory_stats()["bytes_limit"]`, what XLA's allocator may hand out), else half
+  the host's RAM (CPU devices report no memory stats)."""
+  limits = []
+  for d in devices:
+    if d.platform == "cpu":
+      continue
+    try:
+      stats = d.memory_stats() or {}
+    except Exception:  # not implemented on every backend and version
+      stats = {}
+    if stats.get("bytes_limit"):
+      limits.append(int(stats["bytes_limit"]))
+  return min(limits) if limits else _host_memory_budget()
+
+
+def rescue_folders() -> list[str]:
+  """Where a finished result goes when its own folder cannot take it, in order."""
+  folders = [os.environ.get("SUPERPOS_JAX_RESCUE", ""),
+             os.path.join(tempfile.gettempdir(), "superpos_jax-rescue"),
+             os.path.join(os.path.expanduser("~"), ".cache", "superpos_jax", "rescue"),
+             os.getcwd()]
+  return [f for f in folders if f]
+
+
+def save_or_rescue(res: results.SweepResult, path: str) -> str:
+  """Saves `res` to `path`; if that fails, to the first folder of `rescue_folders` that
+  works, then raises `SaveError` naming both (a finished training is never discarded)."""
+  try:
+    return results.save(res, path)
+  except OSError as e:
+    why = f"could not write {path} ({e.strerror or e})"
+  tried = []
+  for folder in rescue_folders():
+    rescue = os.path.join(folder, os.path.basename(path))
+    try:
+      results.save(res, rescue)
+    except OSError as e:
+      tried.append(f"{rescue} ({e.strerror or e})")
+      continue
+    raise SaveError(f"{why}; the trained result was saved to {rescue} instead "
+                    f"(move it into --out to reuse it)")
+  raise SaveError(f"{why}, nor to any fallback: {'; '.join(tried)}")
+
+
+def _where(res: results.SweepResult, index: tuple[int, ...]) -> str:
+  parts = []
+  for axis, i in zip(res.axes, index):
+    v = res.coords[axis][i]
+    parts.append(f"{axis}={v:g}" if isinstance(v, (float, np.floating)) else f"{axis}={v}")
+  return " ".join(parts)
+
+
+def report_divergence(name: str, res: results.SweepResult, path: str) -> None:
+  """Prints how many models diverged and where (a few examples) on stderr; raises
+  `DivergedError` when every model did (the result is kept: it is still a finding)."""
+  diverged = np.asarray(res["diverged"], bool)
+  count = int(diverged.sum())
+  if count == 0:
+    return
+  if count == diverged.size:
+    raise DivergedError(f"[{name}] every one of the {count:,} models diverged (NaN/inf loss "
+                        f"or weights; saved to {path}): try a lower --lr")
+  examples = "; ".join(_where(res, tuple(i)) for i in np.argwhere(diverged)[:3])
+  per_act = ""
+  if "activation" in res.axes:
+    counts = diverged.reshape(diverged.shape[0], -1).sum(1)
+    per_act = " (" + ", ".join(f"{a}: {c}" for a, c in zip(res.coords["activation"], counts) if c) + ")"
+  print(f"warning: [{name}] {count:,} of {diverged.size:,} models diverged{per_act}, "
+        f"e.g. {examples}", file=sys.stderr)
+
+
+def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> results.SweepResult:
+  """Reuses the cached result of `spec` in `--out` (unless --force), else trains and saves it.
+
+  Everything that can fail is checked before training: flags, the output and figure
+  folders (created and written to), the coordinator, the backend and the memory budget.
+  A result that cannot be saved where asked is saved elsewhere (`save_or_rescue`).
+  """
+  import jax
+  from superpos_jax import plan, sweep
+  check_flags(args)
+  prepare_folder(args.out, "--out")
+  if not getattr(args, "no_plot", True):
+    prepare_folder(figures_dir(args), "--figures")
+  path = cache.path_for(args.out, name, args.backend, spec)
+  if not args.force:
+    res, why = cache.load(path, spec)
+    if res is not None:
+      log(args, f"[{name}] reusing {os.path.relpath(path)} (same spec and engine code; --force to re-train)")
+      report_divergence(name, res, path)
+      return res
+    if why:
+      print(f"warning: {why}; training again", file=sys.stderr)
+  init_distributed(args)
+  devices = select_devices(args.backend)
+  budget = max(1, int(args.max_memory * 2**30)) if args.max_memory else default_memory_budget(devices)
+  plan.make_plan(spec, devices=devices, max_memory=budget)  # a grid too big fails here, first
+  log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "
+            f"on {len(devices)} {args.backend} device(s)")
+  res = sweep.run(spec, devices=devices, max_memory=budget,
+                  progress=None if not args.quiet else False)
+  if jax.process_index() != 0:  # every process holds the whole result; one writes it
+    return res
+  save_or_rescue(res, path)
+  log(args, f"[{name}] {results.summary(res)}; wrote {os.path.relpath(path)}")
+  report_divergence(name, res, path)
+  return res
+
+
+def save_figures(args: argparse.Namespace, name: str, figures: dict[str, Any],
+                 folder: str | None = None) -> list[str]:
+  """Saves `{suffix: Figure}` as `<folder>/<name>_<suffix>.png` and lists the paths."""
+  import jax
+  from superpos_jax import plotting
+  if jax.process_index() != 0:  # multi-host: process 0 draws
+    return []
+  folder = folder or figures_dir(args)
+  written = []
+  for suffix, fig in figures.items():
+    written += plotting.save_figure(fig, os.path.join(folder, f"{name}_{suffix}"))
+  for path in written:
+    log(args, f"[{name}] wrote {os.path.relpath(path)}")
+  return written
+
+
+def save_outputs(args: argparse.Namespace, name: str, result: results.SweepResult,
+                 figures: Callable[[], dict[str, Any]], custom: bool = False) -> None:
+  """Draws `figures()` and writes the machine-readable summary next to them (process 0
+  only), in `cli.figures_dir(args, custom)`."""
+  import jax
+  from superpos_jax import summary
+  if jax.process_index() != 0:  # multi-host: process 0 draws
+    return
+  folder = figures_dir(args, custom)
+  save_figures(args, name, figures(), folder)
+  log(args, f"[{name}] wrote {os.path.relpath(summary.save(name, result, folder))}")
