@@ -1,8 +1,8 @@
 """The engine's training work done the slow ways, on the engine's own code.
 
 Every way trains the models of a `SweepSpec` with `train.make_train`, the function the
-engine vmaps: the same key per point (`sweep.point_keys`; init key `fold_in(key, 0)`,
-data key `fold_in(key, 1)`), the same data, AdamW step, loss windows and evaluation.
+engine vmaps: the same keys per point (`sweep.point_keys`: an init key and a data
+key), the same data, AdamW step, loss windows and evaluation.
 Their final weights therefore equal the engine's to float tolerance, and a benchmark of
 them compares equal work:
 
@@ -52,7 +52,7 @@ class GridPoints(NamedTuple):
   importance: np.ndarray  # [P, n] float32
   lr: np.ndarray  # [P] float32
   seed: np.ndarray  # [P] uint32
-  key: jax.Array  # [P] the point's key, as the engine derives it
+  key: jax.Array  # [P, 2] the point's (init, data) keys, as the engine derives them
 
 
 def grid_points(spec: SweepSpec) -> GridPoints:
@@ -87,8 +87,8 @@ def subset_points(spec: SweepSpec, per_activation: int | None) -> np.ndarray:
 
 
 def _split_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """A point's init and data keys, split as the engine splits them."""
-  return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+  """A point's init and data keys (`sweep.point_keys` gives them as a pair)."""
+  return key[0], key[1]
 
 
 def _compile_per_activation(spec: SweepSpec, gp: GridPoints, points: Sequence[int],

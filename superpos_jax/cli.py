@@ -31,7 +31,7 @@ from typing import Any, Callable
 from superpos_jax import activations, results
 from superpos_jax.inits import INITS
 from superpos_jax.results import SEED_RULES
-from superpos_jax.spec import MAX_AXIS_LENGTH, MAX_INT, SpecError, SweepSpec
+from superpos_jax.spec import MAX_AXIS_LENGTH, MAX_INT, RNG_MODES, SpecError, SweepSpec
 
 BACKENDS = ("cpu", "gpu", "tpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,6 +164,9 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
   p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
   p.add_argument("--batch-size", type=positive_int, help="examples per step (default 1024)")
   p.add_argument("--init", choices=INITS, help=f"weight init (default {INITS[0]})")
+  p.add_argument("--init-rng", choices=RNG_MODES,
+                 help="per_point: every grid point starts from its own W (default); shared: "
+                      "every point of a seed starts from the same W")
   p.add_argument("--seed-rule", choices=SEED_RULES, default=SEED_RULES[0],
                  help="how figures collapse seeds: lowest eval loss (default) or mean without the worst")
   p.add_argument("--max-memory", type=positive_float, default=None,
@@ -180,7 +183,8 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
 
 
 # Flags of `experiment_parser` that change the spec: any of them makes a custom run.
-SPEC_FLAGS = ("steps", "seeds", "activations", "densities", "lr", "batch_size", "init")
+SPEC_FLAGS = ("steps", "seeds", "activations", "densities", "lr", "batch_size", "init",
+              "init_rng")
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -228,6 +232,8 @@ def spec_from_args(args: argparse.Namespace, preset: dict[str, Any]) -> SweepSpe
     fields["lrs"] = (args.lr,)
   if args.batch_size is not None:
     fields["batch_size"] = args.batch_size
+  if args.init_rng is not None:
+    fields["init_rng"] = args.init_rng
   if args.init is not None:
     fields["init"] = args.init
   return SweepSpec(**fields)

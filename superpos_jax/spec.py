@@ -76,7 +76,7 @@ IMPORTANCE_KINDS = {
 
 _INT_FIELDS = ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_instances")
 _FLOAT_FIELDS = ("weight_decay", "phase_encoded", "phase_not_encoded")
-_NAME_FIELDS = ("importance_kind", "init", "rng")
+_NAME_FIELDS = ("importance_kind", "init", "rng", "init_rng")
 
 
 def _as_tuple(field: str, values: Any, cast) -> tuple:
@@ -140,7 +140,11 @@ class SweepSpec:
     init_instances: instance count for the "notebook" init's std.
     log_every: steps per loss-history window.
     eval_size: examples in the fixed evaluation set (used to pick the best seed).
-    rng: "shared" (common random numbers per seed) or "per_point" (see `sweep`).
+    rng: the data stream: "shared" (common random numbers per seed, the default: a
+      variance reduction, not a bias) or "per_point" (a stream per grid point).
+    init_rng: the initial W: "per_point" (the default: every grid point starts from its
+      own draw, derived from its seed and coordinates) or "shared" (every point of a
+      seed starts from the same W, as the engine did before).
     phase_encoded, phase_not_encoded: n=2 phase thresholds (`phases.PhaseThresholds`).
   """
 
@@ -161,6 +165,7 @@ class SweepSpec:
   log_every: int = 100
   eval_size: int = 16_384
   rng: str = "shared"
+  init_rng: str = "per_point"
   phase_encoded: float = DEFAULT_THRESHOLDS.encoded
   phase_not_encoded: float = DEFAULT_THRESHOLDS.not_encoded
 
@@ -233,6 +238,8 @@ class SweepSpec:
          f"weight_decay must be finite and >= 0, got {self.weight_decay}")
     need(self.init in INITS, f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
     need(self.rng in RNG_MODES, f"unknown rng {self.rng!r}; valid: {', '.join(RNG_MODES)}")
+    need(self.init_rng in RNG_MODES,
+         f"unknown init_rng {self.init_rng!r}; valid: {', '.join(RNG_MODES)}")
     kinds = (*IMPORTANCE_KINDS, "explicit")
     need(self.importance_kind in kinds,
          f"unknown importance_kind {self.importance_kind!r}; valid: {', '.join(kinds)}")

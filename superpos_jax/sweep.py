@@ -53,18 +53,24 @@ def _flat_points(x: jax.Array, axis: int, grid: tuple[int, ...]) -> jax.Array:
 
 
 def point_keys(spec: SweepSpec, densities, importance_vectors, lrs, seeds) -> jax.Array:
-  """`[S*Q]` key of every point, ordered (seed, density, importance, lr): the seed's key,
-  or with `rng="per_point"` the seed's key folded with the point's coordinate values."""
+  """`[S*Q, 2]` (init key, data key) of every point, ordered (seed, density, importance, lr).
+
+  Each is `fold_in(base, 0)` (init) or `fold_in(base, 1)` (data), where the base is the
+  seed's key ("shared") or the seed's key folded with the point's coordinate values
+  ("per_point"), as `spec.init_rng` and `spec.rng` say. Keys depend on coordinate values,
+  not positions, so a point gets the same keys alone or inside any grid.
+  """
   A, D, I, L, S = spec.grid_shape
   grid = functools.partial(_flat_points, grid=(S, D, I, L))
-  keys = grid(jax.vmap(jax.random.key)(seeds), 0)
-  if spec.rng == "per_point":
-    weights = (jnp.arange(spec.n, dtype=jnp.uint32) + 1)[None, :]
-    imp_label = jnp.sum(_float_bits(importance_vectors) * weights, axis=-1)
-    fold = jax.vmap(jax.random.fold_in)
-    keys = fold(fold(fold(keys, _float_bits(grid(densities, 1))), grid(imp_label, 2)),
-                _float_bits(grid(lrs, 3)))
-  return keys
+  seed_keys = grid(jax.vmap(jax.random.key)(seeds), 0)
+  weights = (jnp.arange(spec.n, dtype=jnp.uint32) + 1)[None, :]
+  imp_label = jnp.sum(_float_bits(importance_vectors) * weights, axis=-1)
+  fold = jax.vmap(jax.random.fold_in)
+  coord_keys = fold(fold(fold(seed_keys, _float_bits(grid(densities, 1))), grid(imp_label, 2)),
+                    _float_bits(grid(lrs, 3)))
+  base = lambda mode: coord_keys if mode == "per_point" else seed_keys
+  count = jnp.zeros(S * D * I * L, jnp.uint32)
+  return jnp.stack([fold(base(spec.init_rng), count), fold(base(spec.rng), count + 1)], axis=-1)
 
 
 def _grid_metrics(spec: SweepSpec, out: TrainOutput) -> dict[str, jax.Array]:
@@ -108,8 +114,7 @@ def _program(plan: Plan):
     which are small, are carried from block to block.
     """
     trainers = [make_train(spec, act) for act in map(activations.get, spec.activations)]
-    fold = lambda i: jax.vmap(jax.vmap(lambda k: jax.random.fold_in(k, i)))
-    init_keys, data_keys = fold(0)(keys), fold(1)(keys)  # [chunks, C]
+    init_keys, data_keys = keys[..., 0], keys[..., 1]  # [chunks, C]
     seed_data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)  # [S]
     draw = lambda k, ts: draw_uniforms(k, ts, spec.n, spec.batch_size)  # [g, n, B]
 

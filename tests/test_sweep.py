@@ -423,3 +423,22 @@ def test_study_grid_runs_and_round_trips(tmp_path):
   assert loaded.meta["spec_digest"] == spec.digest()
   assert SweepSpec.from_dict(loaded.meta["spec"]) == spec
   assert loaded.meta["schema_version"] == results.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("init_rng", ["per_point", "shared"])
+def test_init_keys_per_point_data_keys_per_seed(init_rng):
+  """By default every point starts from its own W (init key from its coordinates) while
+  the points of a seed share their data stream; init_rng='shared' gives a seed one W."""
+  spec = SweepSpec(n=3, m=2, activations=("relu",), densities=(1.0, 0.5), lrs=(1e-3, 1e-2),
+                   seeds=(0, 1), steps=2, init_rng=init_rng, **TINY)
+  keys = jax.random.key_data(sweep.point_keys(spec, *sweep.program_inputs(spec)[:4]))
+  init, data = np.asarray(keys[:, 0]), np.asarray(keys[:, 1])  # [S*Q, ...], seed-major
+  per_seed = lambda k: k.reshape((2, 4) + k.shape[1:])
+  distinct = lambda k: len({tuple(np.ravel(x)) for x in k})
+  for seed in range(2):
+    assert distinct(per_seed(data)[seed]) == 1
+    assert distinct(per_seed(init)[seed]) == (4 if init_rng == "per_point" else 1)
+  assert distinct(init) == (8 if init_rng == "per_point" else 2)
+  res = sweep.run(spec)
+  W0 = res.sel(activation="relu", seed=0)["W"]  # [D, I, L, m, n] after 2 small steps
+  assert (np.abs(W0[0, 0, 0] - W0[1, 0, 0]).max() > 1e-2) == (init_rng == "per_point")
