@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 
 from superpos_jax import activations, results
+from superpos_jax.families import DATA_FAMILIES, MODEL_FAMILIES
 from superpos_jax.inits import INITS
 from superpos_jax.results import SEED_RULES
 from superpos_jax.spec import MAX_AXIS_LENGTH, MAX_INT, RNG_MODES, SpecError, SweepSpec
@@ -164,6 +165,15 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
   p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
   p.add_argument("--batch-size", type=positive_int, help="examples per step (default 1024)")
   p.add_argument("--init", choices=INITS, help=f"weight init (default {INITS[0]})")
+  p.add_argument("--init-scales", type=float_list,
+                 help="comma-separated init scales α, W₀ = α·draw (an axis; default 1)")
+  p.add_argument("--weight-decays", type=float_list,
+                 help="comma-separated AdamW weight decays (an axis; default 0.01)")
+  p.add_argument("--model", choices=tuple(MODEL_FAMILIES),
+                 help="model family (default from preset): " + "; ".join(
+                     f"{k}: {v}" for k, v in MODEL_FAMILIES.items()))
+  p.add_argument("--data", choices=tuple(DATA_FAMILIES),
+                 help="data family (default from preset): " + ", ".join(DATA_FAMILIES))
   p.add_argument("--init-rng", choices=RNG_MODES,
                  help="per_point: every grid point starts from its own W (default); shared: "
                       "every point of a seed starts from the same W")
@@ -234,8 +244,10 @@ def spec_from_args(args: argparse.Namespace, preset: dict[str, Any]) -> SweepSpe
     fields["batch_size"] = args.batch_size
   if args.init_rng is not None:
     fields["init_rng"] = args.init_rng
-  if args.init is not None:
-    fields["init"] = args.init
+  for flag, field in (("init", "init"), ("init_scales", "init_scales"),
+                      ("weight_decays", "weight_decays"), ("model", "model"), ("data", "data")):
+    if getattr(args, flag) is not None:
+      fields[field] = getattr(args, flag)
   return SweepSpec(**fields)
 
 

@@ -1,9 +1,14 @@
-"""Synthetic sparse features and importance vectors (Elhage et al. 2022, §2).
+"""Synthetic sparse features (Elhage et al. 2022, §2) and the data families.
 
-Each feature is U[0,1) with probability `density = 1 - S` and exactly 0 otherwise.
+Each feature is U[0,1) with probability `density = 1 - S` and exactly 0 otherwise. Every
+family turns the SAME uniforms `u [n, ...]` (features on axis 0) into features, one
+uniform per feature, so that a seed's draw is shared by all its models whatever their
+density (common random numbers) and the draw's shape does not depend on the family.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,3 +35,70 @@ def thin(u: jax.Array, density: jax.Array) -> jax.Array:
 def sample_features(key: jax.Array, n: int, density: jax.Array) -> jax.Array:
   """One example `x: [n]` of sparse uniform features."""
   return thin(jax.random.uniform(key, (n,)), density)
+
+
+# A family maps `(u [n, ...], density)` to `(present [n, ...] bool, value [n, ...] in [0,1))`.
+DataFamily = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def independent(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Each feature present with probability p, value `u / p` (`thin`'s one-number trick)."""
+  return u < density, u / density
+
+
+def _pairs(u: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Rows `2k` and `2k+1` of `u [n, ...]`, each `[n/2, ...]`."""
+  pairs = u.reshape((u.shape[0] // 2, 2) + u.shape[1:])
+  return pairs[:, 0], pairs[:, 1]
+
+
+def _interleave(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Inverse of `_pairs`: `[n/2, ...]` twice -> `[n, ...]`, a on even rows."""
+  return jnp.stack([a, b], axis=1).reshape((2 * a.shape[0],) + a.shape[1:])
+
+
+def correlated(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Pairs `(2k, 2k+1)` both present iff `c < p`, with `c = u[2k]` (one draw per pair).
+
+  Values: `c / p` for feature 2k (uniform given `c < p`) and `w = u[2k+1]` for 2k+1:
+  independent U[0,1), and no more uniforms than the independent family.
+  """
+  c, w = _pairs(u)
+  on = c < density
+  return _interleave(on, on), _interleave(c / density, w)
+
+
+def anticorrelated(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Pairs never both present, each with probability `p <= 1/2` (SCIENCE.md).
+
+  With `u = u[2k]`, `v = u[2k+1]`: 2k present iff `u < p`, 2k+1 iff `u >= p` and
+  `v < q = p/(1-p)`, so P(2k+1) = (1-p) q = p. Values `u / p` and `v / q` are uniform
+  given presence (and never needed together).
+  """
+  a, v = _pairs(u)
+  q = density / (1.0 - density)
+  return _interleave(a < density, (a >= density) & (v < q)), _interleave(a / density, v / q)
+
+
+DATA: dict[str, DataFamily] = {
+    "independent": independent,
+    "correlated": correlated,
+    "anticorrelated": anticorrelated,
+}
+
+
+def features(family: str, u: jax.Array, density: jax.Array, *, signed: bool = False) -> jax.Array:
+  """Features of data family `family` from uniforms `u [n, ...]`.
+
+  Args:
+    family: a name of `DATA`.
+    u: uniforms in [0, 1), features on axis 0 (n even for the pair families).
+    density: probability that a feature is present.
+    signed: values `2v - 1` in [-1, 1) instead of `v` (the `abs` model's inputs);
+      absent features stay exactly 0.
+
+  Returns:
+    Features of `u`'s shape; `independent` unsigned equals `thin(u, density)` bit for bit.
+  """
+  present, value = DATA[family](u, density)
+  return jnp.where(present, 2.0 * value - 1.0 if signed else value, 0.0)

@@ -11,12 +11,20 @@ import jax
 import jax.numpy as jnp
 
 from superpos_jax.activations import ActivationFn
-from superpos_jax.model import Params, forward
+from superpos_jax.model import MODELS, Params, forward
 
 
 def example_loss(params: Params, x: jax.Array, importance: jax.Array, act: ActivationFn) -> jax.Array:
-  """`Σ_i I_i (x_i - x'_i)²` for one example `x: [n]`, importance `[n]`."""
+  """`Σ_i I_i (x_i - x'_i)²` for one example `x: [n]`, importance `[n]` (bottleneck)."""
   err = x - forward(params, x, act)
+  return jnp.sum(importance * err * err)
+
+
+def model_example_loss(model: str, params: Params, x: jax.Array, importance: jax.Array,
+                       act: ActivationFn) -> jax.Array:
+  """`Σ_i I_i (target(x)_i - out_i)²` of model family `model` for one example `x: [n]`."""
+  family = MODELS[model]
+  err = family.target(x) - family.forward(params, x, act)
   return jnp.sum(importance * err * err)
 
 
@@ -48,7 +56,7 @@ def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: Activa
     per_example: `act` takes one example `[n]` only, so it is vmapped over the
       columns; otherwise (every registered built-in) it takes `[n, B]` directly.
   """
-  W, b = params
+  W, b = params.W, params.b
   h = W @ xs  # [m, B]
   # The bias rides in the decoder matmul, as a column against a row of ones, so that its
   # gradient is a matmul too instead of a sum over the batch: with XLA CPU's YNNPACK
@@ -58,4 +66,27 @@ def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: Activa
   z = decoder @ jnp.concatenate([h, jnp.ones((1, xs.shape[1]), h.dtype)], axis=0)  # [n, B]
   out = jax.vmap(act, in_axes=1, out_axes=1)(z) if per_example else act(z)
   err = xs - out
+  return jnp.vdot(importance[:, None] * err, err) / xs.shape[1]
+
+
+def _apply(act: ActivationFn, z: jax.Array, per_example: bool) -> jax.Array:
+  """`act` on columns `z: [k, B]` (vmapped over them if it takes one example only)."""
+  return jax.vmap(act, in_axes=1, out_axes=1)(z) if per_example else act(z)
+
+
+def model_batch_loss(model: str, params: Params, xs: jax.Array, importance: jax.Array,
+                     act: ActivationFn, *, per_example: bool = False) -> jax.Array:
+  """Mean of `model_example_loss` over the columns of `xs: [n, B]`.
+
+  The bottleneck is `batch_loss` itself (the engine's hot path, unchanged bit for bit);
+  the other families are written here as plain matmuls over the batch.
+  """
+  if model == "bottleneck":
+    return batch_loss(params, xs, importance, act, per_example=per_example)
+  h = _apply(act, params.W @ xs, per_example)  # [m, B]
+  if model == "privileged":
+    out, target = _apply(act, params.W.T @ h + params.b[:, None], per_example), xs
+  else:  # "abs"
+    out, target = jax.nn.relu(params.W2 @ h + params.b[:, None]), MODELS[model].target(xs)
+  err = target - out
   return jnp.vdot(importance[:, None] * err, err) / xs.shape[1]

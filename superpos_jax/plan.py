@@ -5,7 +5,8 @@ The sweep trains a grid's points in *chunks* of models that run together in one
 bounds memory), and shards the chunks over devices. `make_plan` derives that layout from
 a spec; nothing in it changes the numbers beyond float rounding (tests check it).
 
-Points are ordered (seed, density, importance, lr) within an activation. With shared
+Points are ordered (seed, density, importance, lr, weight decay, init scale) within an
+activation. With shared
 random numbers (`rng="shared"`) a chunk never spans two seeds, so it draws one `[n, B]`
 batch of uniforms per step for all its models.
 """
@@ -191,7 +192,8 @@ class Plan:
 
 
 # Fields whose *values* are arrays inside the program (their lengths are static).
-SWEPT = ("densities", "importances", "importance_vectors", "lrs", "seeds", "weight_decay")
+SWEPT = ("densities", "importances", "importance_vectors", "lrs", "seeds", "weight_decays",
+         "init_scales")
 
 
 def static_key(spec: SweepSpec) -> tuple:

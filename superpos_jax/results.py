@@ -30,7 +30,8 @@ SCHEMA_VERSION = 1
 
 # Per-model arrays: name -> (dims after the grid axes, description).
 SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
-    "W": (("m", "n"), "final weights"),
+    "W": (("m", "n"), "final weights (W₁, the encoder, of the untied `abs` model)"),
+    "W2": (("n", "m"), "final decoder W₂ of the untied `abs` model (only there)"),
     "b": (("n",), "final bias"),
     "loss_history": (("history",), "mean training loss over each logging window"),
     "final_loss": ((), "mean training loss over the last logging window"),
@@ -42,7 +43,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "dims_per_feature": ((), "D* = m / ‖W‖_F²"),
     "phase": ((), "n=2 phase index into PHASES (only when n=2)"),
 }
-OPTIONAL = frozenset({"phase"})
+OPTIONAL = frozenset({"phase", "W2"})
 # Metrics that reduce_seeds("trimmed_mean") averages (the rest come from the best seed).
 AVERAGED = ("eval_loss", "final_loss", "feature_norms", "superposition",
             "feature_dimensionality", "dims_per_feature", "loss_history")

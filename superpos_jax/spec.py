@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from superpos_jax.inits import INITS
+from superpos_jax.families import DATA_FAMILIES, MODEL_FAMILIES
 from superpos_jax.phases import DEFAULT_THRESHOLDS, PhaseThresholds
 
 # "shared": common random numbers per seed; "per_point": a stream per grid point.
@@ -31,7 +32,7 @@ RNG_MODES = ("shared", "per_point")
 # The study's seven activations, in the order figures show them.
 STUDY_ACTIVATIONS = ("linear", "relu", "gelu", "silu", "sigmoid", "tanh", "solu")
 # The grid axes, in the order of every result array's leading dimensions.
-AXES = ("activation", "density", "importance", "lr", "seed")
+AXES = ("activation", "density", "importance", "lr", "weight_decay", "init_scale", "seed")
 
 
 class SpecError(ValueError, TypeError):
@@ -75,8 +76,11 @@ IMPORTANCE_KINDS = {
 }
 
 _INT_FIELDS = ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_instances")
-_FLOAT_FIELDS = ("weight_decay", "phase_encoded", "phase_not_encoded")
-_NAME_FIELDS = ("importance_kind", "init", "rng", "init_rng")
+_FLOAT_FIELDS = ("phase_encoded", "phase_not_encoded")
+_NAME_FIELDS = ("importance_kind", "init", "rng", "init_rng", "model", "data")
+# Swept float axes: field -> what its error messages call one value.
+_FLOAT_AXES = (("densities", "density"), ("importances", "importance"), ("lrs", "learning rate"),
+               ("weight_decays", "weight decay"), ("init_scales", "init scale"))
 
 
 def _as_tuple(field: str, values: Any, cast) -> tuple:
@@ -119,7 +123,7 @@ class SweepSpec:
 
   Grid axes (arrays inside the program; changing their values reuses the compiled
   program as long as their lengths stay the same): `activations` (grouped, static names),
-  `densities`, `importances`, `lrs`, `seeds`.
+  `densities`, `importances`, `lrs`, `weight_decays`, `init_scales`, `seeds`.
 
   Attributes:
     n: features.
@@ -135,8 +139,15 @@ class SweepSpec:
     seeds: non-negative integer seeds.
     steps: optimisation steps (fresh batch every step).
     batch_size: examples per step.
-    weight_decay: AdamW's decoupled weight decay (PyTorch's default 0.01).
-    init: an init family of `inits.INITS` ("xavier_normal" per model, or "notebook").
+    weight_decays: AdamW's decoupled weight decays λ (an axis; PyTorch's default 0.01).
+      A stored spec's scalar `weight_decay` reads as `weight_decays=(weight_decay,)`.
+    init_scales: init scales α (an axis): `W₀ = α · (the init family's draw)`.
+    init: an init family of `inits.INITS` ("xavier_normal" per model, "notebook", or
+      "normal" with σ² = 1/m; α rescales any of them).
+    model: a model family of `families.MODEL_FAMILIES` ("bottleneck", "privileged",
+      "abs"), static.
+    data: a data family of `families.DATA_FAMILIES` ("independent", "correlated",
+      "anticorrelated" pairs), static.
     init_instances: instance count for the "notebook" init's std.
     log_every: steps per loss-history window.
     eval_size: examples in the fixed evaluation set (used to pick the best seed).
@@ -159,13 +170,16 @@ class SweepSpec:
   seeds: tuple[int, ...] = (0,)
   steps: int = 10_000
   batch_size: int = 1024
-  weight_decay: float = 0.01
+  weight_decays: tuple[float, ...] = (0.01,)
+  init_scales: tuple[float, ...] = (1.0,)
   init: str = "xavier_normal"
   init_instances: int = 20
   log_every: int = 100
   eval_size: int = 16_384
   rng: str = "shared"
   init_rng: str = "per_point"
+  model: str = "bottleneck"
+  data: str = "independent"
   phase_encoded: float = DEFAULT_THRESHOLDS.encoded
   phase_not_encoded: float = DEFAULT_THRESHOLDS.not_encoded
 
@@ -192,8 +206,8 @@ class SweepSpec:
       if not isinstance(v, str):
         raise SpecError(f"{f} must be a string, got {v!r}")
     # Accept lists from callers, store tuples so the spec stays hashable.
-    for f, cast in (("activations", str), ("densities", float), ("importances", float),
-                    ("lrs", float), ("seeds", operator.index)):
+    for f, cast in (("activations", str), *((f, float) for f, _ in _FLOAT_AXES),
+                    ("seeds", operator.index)):
       object.__setattr__(self, f, _as_tuple(f, getattr(self, f), cast))
     if self.importance_vectors is not None:
       vecs = _as_tuple("importance_vectors", self.importance_vectors,
@@ -214,8 +228,9 @@ class SweepSpec:
     need(self.steps // self.log_every <= MAX_WINDOWS,
          f"steps / log_every must be at most {MAX_WINDOWS:,} loss-history windows "
          f"(got {self.steps:,} / {self.log_every:,})")
-    need(self.m <= self.n, f"m must be <= n for a bottleneck (got n={self.n}, m={self.m})")
-    for f in ("activations", "densities", "importances", "lrs", "seeds"):
+    need(self.m <= self.n or self.model == "abs",
+         f"m must be <= n for a bottleneck (got n={self.n}, m={self.m})")
+    for f in ("activations", *(f for f, _ in _FLOAT_AXES), "seeds"):
       need(len(getattr(self, f)) >= 1, f"{f} must not be empty")
     if _CHECK_REGISTRY.get():
       from superpos_jax import activations  # the registry holds jax functions
@@ -227,15 +242,16 @@ class SweepSpec:
            f"every density must be in (0, 1], got {d!r}")
       need(d >= MIN_DENSITY, f"every density must be at least 2^-23 = {MIN_DENSITY:.3g} "
            f"(float32 uniforms cannot resolve less: the data would be all zeros), got {d!r}")
-    for f in ("densities", "importances", "lrs", "seeds"):
+    for f, _ in (*_FLOAT_AXES, ("seeds", "")):
       need(len(set(getattr(self, f))) == len(getattr(self, f)), f"{f} must be distinct")
-    for lr in self.lrs:
-      need(isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr),
-           f"every learning rate must be > 0, got {lr!r}")
+    for f, what in (("lrs", "learning rate"), ("init_scales", "init scale")):
+      for v in getattr(self, f):
+        need(v > 0 and math.isfinite(v), f"every {what} must be > 0, got {v!r}")
     for s in self.seeds:
       need(isinstance(s, (int, np.integer)) and 0 <= s < 2**31, f"seeds must be integers in [0, 2^31), got {s!r}")
-    need(self.weight_decay >= 0 and math.isfinite(self.weight_decay),
-         f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+    for wd in self.weight_decays:
+      need(wd >= 0 and math.isfinite(wd), f"every weight decay must be finite and >= 0, got {wd}")
+    self._validate_families()
     need(self.init in INITS, f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
     need(self.rng in RNG_MODES, f"unknown rng {self.rng!r}; valid: {', '.join(RNG_MODES)}")
     need(self.init_rng in RNG_MODES,
@@ -259,11 +275,29 @@ class SweepSpec:
     need(0 <= self.phase_not_encoded <= self.phase_encoded,
          "phase thresholds need 0 <= phase_not_encoded <= phase_encoded")
 
+  def _validate_families(self) -> None:
+    """Model and data family names, and what the pair families need."""
+    for field, valid in (("model", MODEL_FAMILIES), ("data", DATA_FAMILIES)):
+      if getattr(self, field) not in valid:
+        raise SpecError(f"unknown {field} {getattr(self, field)!r}; valid: {', '.join(valid)}")
+    if self.data != "independent" and self.n % 2:
+      raise SpecError(f"data={self.data!r} pairs features (2k, 2k+1): n must be even, got {self.n}")
+    if self.data == "anticorrelated" and max(self.densities) > 0.5:
+      raise SpecError("data='anticorrelated' needs every density <= 1/2 (a pair's two "
+                      f"features are never present together), got {max(self.densities)}")
+
   @property
   def grid_shape(self) -> tuple[int, ...]:
-    """`(A, D, I, L, S)`, the leading shape of every result array (axes `AXES`)."""
+    """`(A, D, I, L, WD, AL, S)`, the leading shape of every result array (axes `AXES`)."""
     return (len(self.activations), len(self.densities), len(self.importances),
-            len(self.lrs), len(self.seeds))
+            len(self.lrs), len(self.weight_decays), len(self.init_scales), len(self.seeds))
+
+  @property
+  def weight_decay(self) -> float:
+    """The single weight decay (for code written before it became an axis)."""
+    if len(self.weight_decays) != 1:
+      raise SpecError(f"this spec sweeps {len(self.weight_decays)} weight decays: read weight_decays")
+    return self.weight_decays[0]
 
   @property
   def num_models(self) -> int:
@@ -280,6 +314,8 @@ class SweepSpec:
         "density": np.asarray(self.densities, np.float64),
         "importance": np.asarray(self.importances, np.float64),
         "lr": np.asarray(self.lrs, np.float64),
+        "weight_decay": np.asarray(self.weight_decays, np.float64),
+        "init_scale": np.asarray(self.init_scales, np.float64),
         "seed": np.asarray(self.seeds, np.int64),
     }
 
@@ -305,6 +341,8 @@ class SweepSpec:
     """The spec stored in a result file. Activation names are not checked against this
     process's registry: a result may name an activation registered only where it ran."""
     d = dict(d)
+    if "weight_decay" in d:  # written before weight decay became an axis
+      d["weight_decays"] = (d.pop("weight_decay"),)
     if d.get("importance_vectors") is not None:
       d["importance_vectors"] = tuple(tuple(v) for v in d["importance_vectors"])
     token = _CHECK_REGISTRY.set(False)
@@ -322,7 +360,7 @@ class SweepSpec:
 
 
 # Modules whose code decides the numbers (not plots, not the CLI, not the file format).
-_ENGINE_MODULES = ("activations", "data", "inits", "model", "loss", "metrics", "phases",
+_ENGINE_MODULES = ("activations", "data", "families", "inits", "model", "loss", "metrics", "phases",
                    "spec", "train", "plan", "sweep")
 
 

@@ -16,6 +16,7 @@ were counted); a value with nothing to count is NaN, `null` in the JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -43,6 +44,21 @@ EMBEDDED_NORM = 0.5
 # half of m/n = 0.1, what every feature gets from a projection spread over all of them.
 EMBEDDED_DIMENSIONALITY = 0.05
 CONVERGENCE_TAIL = 0.2  # the last 20 % of the steps
+
+
+def first_setting(result: SweepResult) -> SweepResult:
+  """`result` at the first weight decay and init scale (the study's single setting): the
+  summaries describe one optimiser setting; select another with `result.sel` first."""
+  fixed = {a: result.coords[a][0] for a in ("weight_decay", "init_scale") if a in result.coords}
+  return result.sel(**fixed) if fixed else result
+
+
+def _one_setting(fn: Callable) -> Callable:
+  """`fn(result, ...)` applied to `first_setting(result)`."""
+  @functools.wraps(fn)
+  def wrapped(result: SweepResult, *args, **kwargs):
+    return fn(first_setting(result), *args, **kwargs)
+  return wrapped
 
 
 def _along(result: SweepResult, axis: str, drop: str = "") -> np.ndarray:
@@ -78,6 +94,7 @@ class Basins(NamedTuple):
   seeds: np.ndarray  # [A, D, I, L] seeds that did not diverge (the denominators)
 
 
+@_one_setting
 def basin_statistics(result: SweepResult) -> Basins:
   """Per grid point: the fraction of seeds in each phase and the best-to-median loss gap.
 
@@ -105,6 +122,7 @@ def basin_statistics(result: SweepResult) -> Basins:
   return Basins(phase_fraction, loss_gap, seeds)
 
 
+@_one_setting
 def closed_form_agreement(result: SweepResult, seed_rule: str = "best",
                           margin: float = FAR_MARGIN) -> dict[str, Any]:
   """How often the trained n = 2 ReLU phase is the closed-form one (`theory`).
@@ -141,6 +159,7 @@ def density_bands(edges: tuple[float, ...] = DENSITY_EDGES) -> list[str]:
           for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
+@_one_setting
 def phase_fractions(result: SweepResult, edges: tuple[float, ...] = DENSITY_EDGES,
                     seed_rule: str = "best") -> np.ndarray:
   """Per activation and density band, the fraction of healthy cases in each n = 2 phase.
@@ -167,6 +186,7 @@ def phase_fractions(result: SweepResult, edges: tuple[float, ...] = DENSITY_EDGE
   return out
 
 
+@_one_setting
 def superposition_fraction(result: SweepResult, edges: tuple[float, ...] = DENSITY_EDGES,
                            seed_rule: str = "best") -> np.ndarray:
   """`[A, len(edges) + 1]`: the fraction of points in superposition per density band
@@ -174,6 +194,7 @@ def superposition_fraction(result: SweepResult, edges: tuple[float, ...] = DENSI
   return phase_fractions(result, edges, seed_rule)[..., BOTH]
 
 
+@_one_setting
 def embedded_features(result: SweepResult, threshold: float = EMBEDDED_NORM,
                       measure: str = "feature_norms") -> np.ndarray:
   """Features the best seed embeds: the count with `measure` above `threshold`.
@@ -200,6 +221,7 @@ class DStarEnds(NamedTuple):
   frobenius_sq: np.ndarray  # [A, 2, I, L] ‖W‖_F² (D* counts features only if ‖W_i‖ ≈ 1)
 
 
+@_one_setting
 def dstar_ends(result: SweepResult) -> DStarEnds:
   """D* and ‖W‖_F² of the best seed at both ends of the density axis."""
   r = _collapse(result, "best")
@@ -219,6 +241,7 @@ class Convergence(NamedTuple):
   max: np.ndarray  # [A] largest |change|
 
 
+@_one_setting
 def convergence(result: SweepResult, tail: float = CONVERGENCE_TAIL) -> Convergence:
   """Relative loss change over the last `tail` of the steps, from the loss history.
 
@@ -260,7 +283,8 @@ def _header(name: str, result: SweepResult) -> dict[str, Any]:
   spec = result.spec
   return {"experiment": name, "n": spec.n, "m": spec.m, "steps": spec.steps,
           "seeds": len(spec.seeds), "batch_size": spec.batch_size, "lrs": list(spec.lrs),
-          "weight_decay": spec.weight_decay, "init": spec.init,
+          "weight_decays": list(spec.weight_decays), "init_scales": list(spec.init_scales),
+          "init": spec.init, "model": spec.model, "data": spec.data,
           "rng": spec.to_dict().get("rng"), "importances": list(spec.importances),
           "activations": result.coords["activation"].tolist(),
           "densities": result.coords["density"],
@@ -369,7 +393,7 @@ def experiment_summary(name: str, result: SweepResult) -> dict[str, Any]:
     raise ValueError(f"no summary for experiment {name!r}; known: {', '.join(SECTIONS)}")
   out = _header(name, result)
   for section in SECTIONS[name]:
-    out.update(section(result))
+    out.update(section(first_setting(result)))
   return _jsonable(out)
 
 

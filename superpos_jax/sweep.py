@@ -4,7 +4,8 @@
     result = run(spec)                      # results.SweepResult
     result.sel(activation="relu", density=0.1)["W"]   # [I, L, S, m, n]
 
-The grid is activation × density × importance × lr × seed. Inside the program the points
+The grid is activation × density × importance × lr × weight decay × init scale × seed
+(`spec.AXES`); the model family, data family and init family are static. Inside the program the points
 are grouped by activation (a `lax.switch` over activations under `vmap` would evaluate
 every branch at every point); each activation's points are cut into chunks (`plan.py`),
 a chunk is `vmap(train)`, `lax.map` runs the chunks one after another, and `shard_map`
@@ -43,33 +44,59 @@ def _float_bits(x: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.uint32)
 
 
+# Point axes within an activation, in program order; the result's order is `spec.AXES`.
+POINT_AXES = ("seed", "density", "importance", "lr", "weight_decay", "init_scale")
+# Coordinates folded into a per-point key only where they differ from these defaults, so
+# keys (and numbers) of grids without the newer axes are those from before they existed.
+_KEY_DEFAULTS = {"weight_decay": 0.01, "init_scale": 1.0}
+
+
+def _point_grid(spec: SweepSpec) -> tuple[int, ...]:
+  """`(S, D, I, L, WD, AL)`: the point grid of one activation, in `POINT_AXES` order."""
+  A, D, I, L, WD, AL, S = spec.grid_shape
+  return (S, D, I, L, WD, AL)
+
+
 def _flat_points(x: jax.Array, axis: int, grid: tuple[int, ...]) -> jax.Array:
-  """`x`, the values of point axis `axis` of `grid = (S, D, I, L)` (with any trailing
-  dims), repeated for every point in (seed, density, importance, lr) order: `[S*D*I*L, ...]`."""
+  """`x`, the values of point axis `axis` of `grid` (`_point_grid`; `x` may have trailing
+  dims), repeated for every point in `POINT_AXES` order: `[prod(grid), ...]`."""
   lead = [1] * len(grid)
   lead[axis] = x.shape[0]
   x = x.reshape(tuple(lead) + x.shape[1:])
   return jnp.broadcast_to(x, grid + x.shape[len(grid):]).reshape((-1,) + x.shape[len(grid):])
 
 
-def point_keys(spec: SweepSpec, densities, importance_vectors, lrs, seeds) -> jax.Array:
-  """`[S*Q, 2]` (init key, data key) of every point, ordered (seed, density, importance, lr).
+def point_keys(spec: SweepSpec, densities, importance_vectors, lrs, seeds,
+               weight_decays=None, init_scales=None) -> jax.Array:
+  """`[S*Q, 2]` (init key, data key) of every point, in `POINT_AXES` order.
 
   Each is `fold_in(base, 0)` (init) or `fold_in(base, 1)` (data), where the base is the
   seed's key ("shared") or the seed's key folded with the point's coordinate values
   ("per_point"), as `spec.init_rng` and `spec.rng` say. Keys depend on coordinate values,
-  not positions, so a point gets the same keys alone or inside any grid.
+  not positions, so a point gets the same keys alone or inside any grid. A weight decay
+  or init scale is folded in only where it differs from `_KEY_DEFAULTS` (a function of the
+  value still). `weight_decays`, `init_scales`: `[WD]`, `[AL]`; None = the spec's.
   """
-  A, D, I, L, S = spec.grid_shape
-  grid = functools.partial(_flat_points, grid=(S, D, I, L))
+  if weight_decays is None:
+    weight_decays = jnp.asarray(spec.weight_decays, jnp.float32)
+  if init_scales is None:
+    init_scales = jnp.asarray(spec.init_scales, jnp.float32)
+  shape = _point_grid(spec)
+  grid = functools.partial(_flat_points, grid=shape)
   seed_keys = grid(jax.vmap(jax.random.key)(seeds), 0)
   weights = (jnp.arange(spec.n, dtype=jnp.uint32) + 1)[None, :]
   imp_label = jnp.sum(_float_bits(importance_vectors) * weights, axis=-1)
   fold = jax.vmap(jax.random.fold_in)
   coord_keys = fold(fold(fold(seed_keys, _float_bits(grid(densities, 1))), grid(imp_label, 2)),
                     _float_bits(grid(lrs, 3)))
+  for axis, values in ((4, weight_decays), (5, init_scales)):
+    v = grid(values, axis)
+    folded = fold(coord_keys, _float_bits(v))
+    keep = v == jnp.float32(_KEY_DEFAULTS[POINT_AXES[axis]])
+    coord_keys = jax.random.wrap_key_data(jnp.where(
+        keep[:, None], jax.random.key_data(coord_keys), jax.random.key_data(folded)))
   base = lambda mode: coord_keys if mode == "per_point" else seed_keys
-  count = jnp.zeros(S * D * I * L, jnp.uint32)
+  count = jnp.zeros(seed_keys.shape[0], jnp.uint32)
   return jnp.stack([fold(base(spec.init_rng), count), fold(base(spec.rng), count + 1)], axis=-1)
 
 
@@ -85,6 +112,8 @@ def _grid_metrics(spec: SweepSpec, out: TrainOutput) -> dict[str, jax.Array]:
       "feature_dimensionality": per_model(metrics.feature_dimensionality)(W),
       "dims_per_feature": per_model(metrics.dims_per_feature)(W),
   }
+  if out.W2 is not None:  # untied "abs": the tied-weight metrics above are W₁'s
+    arrays["W2"] = out.W2
   finite_w = jnp.all(jnp.isfinite(W), axis=(-2, -1)) & jnp.all(jnp.isfinite(b), axis=-1)
   arrays["diverged"] = ~(finite_w & jnp.all(jnp.isfinite(history), axis=-1))
   # A NaN model can still score a finite loss (relu(NaN) may come out as 0): never let it
@@ -100,12 +129,13 @@ def _grid_metrics(spec: SweepSpec, out: TrainOutput) -> dict[str, jax.Array]:
 def _program(plan: Plan):
   """The jitted whole-grid program of `plan` (reads only the spec's static settings)."""
   spec = plan.spec
-  A, D, I, L, S = spec.grid_shape
+  A = len(spec.activations)
+  shape = _point_grid(spec)
   shared = spec.rng == "shared"
   index = plan.chunk_index()  # [chunks, C]
   mesh = jax.sharding.Mesh(np.asarray(plan.devices), ("grid",))
 
-  def per_device(chunk_ids, keys, dens, imp, lr, chunk_seed, seed_keys, weight_decay):
+  def per_device(chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
     """Trains this device's chunks of every activation, one block of steps at a time.
 
     The loop over steps is outside, the `lax.map` over chunks inside it: with shared
@@ -119,10 +149,10 @@ def _program(plan: Plan):
     draw = lambda k, ts: draw_uniforms(k, ts, spec.n, spec.batch_size)  # [g, n, B]
 
     def chunk_block(trainer, ts, u_seeds):
-      step = jax.vmap(trainer.step, in_axes=(0, None if shared else 0, 0, 0, 0, None))
+      step = jax.vmap(trainer.step, in_axes=(0, None if shared else 0, 0, 0, 0, 0))
 
       def run(chunk):
-        state, seed, chunk_data_keys, d, i, r = chunk
+        state, seed, chunk_data_keys, d, i, r, weight_decay = chunk
         # [g, n, B] of the chunk's seed, or [g, C, n, B]: one stream per model.
         u = u_seeds[seed] if shared else jnp.moveaxis(jax.vmap(draw, (0, None))(chunk_data_keys, ts), 0, 1)
         return jax.lax.scan(lambda st, u_t: step(st, u_t, d, i, r, weight_decay), state, u)
@@ -131,7 +161,8 @@ def _program(plan: Plan):
 
     def advance(states, ts):
       u_seeds = jax.vmap(draw, (0, None))(seed_data_keys, ts) if shared else None  # [S, g, n, B]
-      out = [jax.lax.map(chunk_block(t, ts, u_seeds), (st, chunk_seed, data_keys, dens, imp, lr))
+      out = [jax.lax.map(chunk_block(t, ts, u_seeds),
+                         (st, chunk_seed, data_keys, dens, imp, lr, wd))
              for t, st in zip(trainers, states)]
       losses = jnp.stack([loss for _, loss in out])  # [A, chunks, g, C]
       return [state for state, _ in out], jnp.moveaxis(losses, 2, 0)
@@ -139,46 +170,49 @@ def _program(plan: Plan):
     on_window = None
     if plan.progress:
       on_window = lambda w: jax.debug.callback(report, chunk_ids[0], w)
-    states = [jax.vmap(jax.vmap(t.init))(init_keys) for t in trainers]
+    states = [jax.vmap(jax.vmap(t.init))(init_keys, scale) for t in trainers]
     states, history = scan_steps(spec, advance, states, step_bytes=plan.step_draw_bytes,
                                  block_bytes=plan.block_bytes, on_window=on_window)
     # Chunk by chunk: the evaluation set is [n, eval_size] per model, too big for a grid.
     evals = [jax.lax.map(lambda c, t=t: jax.vmap(t.evaluate)(*c), (st.params, dens, imp))
              for t, st in zip(trainers, states)]
     stack = lambda xs: jnp.stack(xs)  # [A, chunks, C, ...]
+    W2 = stack([st.params.W2 for st in states]) if states[0].params.W2 is not None else None
     return TrainOutput(stack([st.params.W for st in states]), stack([st.params.b for st in states]),
-                       jnp.moveaxis(history, 0, -1), stack(evals))
+                       jnp.moveaxis(history, 0, -1), stack(evals), W2)
 
-  def train_grid(densities, importance_vectors, lrs, seeds, weight_decay):
-    grid = functools.partial(_flat_points, grid=(S, D, I, L))
-    dens, imp, lr = grid(densities, 1), grid(importance_vectors, 2), grid(lrs, 3)
-    keys = point_keys(spec, densities, importance_vectors, lrs, seeds)
-    chunked = [x[index] for x in (keys, dens, imp, lr)]  # [chunks, C, ...]
+  def train_grid(densities, importance_vectors, lrs, seeds, weight_decays, init_scales):
+    grid = functools.partial(_flat_points, grid=shape)
+    swept = (densities, importance_vectors, lrs, weight_decays, init_scales)
+    points = [grid(x, axis) for axis, x in enumerate(swept, start=1)]
+    keys = point_keys(spec, densities, importance_vectors, lrs, seeds, weight_decays, init_scales)
+    chunked = [x[index] for x in (keys, *points)]  # [chunks, C, ...]
     seed_keys = jax.vmap(jax.random.key)(seeds)
     P = jax.sharding.PartitionSpec
     out = jax.shard_map(per_device, mesh=mesh,
-                        in_specs=(P("grid"),) * 6 + (P(), P()),
+                        in_specs=(P("grid"),) * 8 + (P(),),
                         out_specs=P(None, "grid"), check_vma=False)(
-        jnp.arange(plan.n_chunks), *chunked, jnp.asarray(plan.chunk_seeds()), seed_keys,
-        weight_decay)
+        jnp.arange(plan.n_chunks), *chunked, jnp.asarray(plan.chunk_seeds()), seed_keys)
     # Chunk slots back to points (pads dropped): [A, S*Q, ...].
     first = plan.first_slots()
     out = jax.tree.map(lambda x: x.reshape((A, -1) + x.shape[3:])[:, first], out)
     arrays = _grid_metrics(spec, out)
-    # [A, S*Q, ...] -> [A, D, I, L, S, ...]
-    return {k: jnp.moveaxis(v.reshape((A, S, D, I, L) + v.shape[2:]), 1, 4)
+    # [A, S*Q, ...] -> [A, D, I, L, WD, AL, S, ...] (`spec.AXES`)
+    return {k: jnp.moveaxis(v.reshape((A,) + shape + v.shape[2:]), 1, len(shape))
             for k, v in arrays.items()}
 
   return jax.jit(train_grid)
 
 
 def program_inputs(spec: SweepSpec) -> tuple[jax.Array, ...]:
-  """The swept arrays the compiled program takes, in order."""
+  """The swept arrays the compiled program takes, in order: densities, importance
+  vectors, lrs, seeds (the first four, `point_keys`' order), weight decays, init scales."""
   return (jnp.asarray(spec.densities, jnp.float32),
           jnp.asarray(spec.importance_matrix(), jnp.float32),
           jnp.asarray(spec.lrs, jnp.float32),
           jnp.asarray(spec.seeds, jnp.uint32),
-          jnp.asarray(spec.weight_decay, jnp.float32))
+          jnp.asarray(spec.weight_decays, jnp.float32),
+          jnp.asarray(spec.init_scales, jnp.float32))
 
 
 def compile_plan(plan: Plan):

@@ -1,21 +1,24 @@
 """The training of ONE toy model, top to bottom (the pattern of PureJaxRL's `make_train`).
 
     trainer = make_train(spec, activations.get("relu"))
-    out = trainer.train(init_key, data_key, density, importance, lr, weight_decay)
+    out = trainer.train(init_key, data_key, density, importance, lr, weight_decay, init_scale)
 
-`make_train` reads only the static settings of `spec` (n, m, steps, batch size, init, log
-window, evaluation size) and returns a pure function of one model's swept values. The
+`make_train` reads only the static settings of `spec` (n, m, steps, batch size, init,
+model and data families, log window, evaluation size) and returns a pure function of one model's swept values. The
 sweep adds every grid axis with `jax.vmap` (see `sweep.py`); nothing here knows about
 grids, chunks or devices. This is the one place where a new model family, data
 distribution or initialisation enters.
 
 One model's training:
-  1. init: `W [m, n]` from the init family's normal (`inits`, `model.init_params`), b = 0;
-     AdamW's state.
-  2. data: step t's batch is `data.thin(u_t, density)` with `u_t ~ U[0,1)^[n, B]` drawn
-     from `fold_in(data_key, t)`. A data key shared by several models (not batched under
-     vmap) gives them common random numbers, drawn once for all of them.
-  3. step: the importance-weighted loss (`loss.batch_loss`) and one AdamW update
+  1. init: `W [m, n]` (and the `abs` model's `W2 [n, m]`) from the init family's normal
+     times the init scale α (`inits`, `model.init_params`), b = 0; AdamW's state.
+  2. data: step t's batch is `data.features(spec.data, u_t, density)` with
+     `u_t ~ U[0,1)^[n, B]` drawn from `fold_in(data_key, t)`: every data family uses one
+     uniform per feature, so the draw's shape is the same for all of them. A data key
+     shared by several models (not batched under vmap) gives them common random numbers,
+     drawn once for all of them.
+  3. step: the importance-weighted loss of the model family (`loss.model_batch_loss`) and
+     one AdamW update
      (PyTorch's defaults, decoupled decay on W and b alike).
   4. loop: `lax.scan` over log windows of `log_every` steps, each the mean training loss of
      its steps; uniforms are drawn for a block of steps at once (the same numbers as step
@@ -34,8 +37,8 @@ import optax
 
 from superpos_jax import data
 from superpos_jax.activations import Activation
-from superpos_jax.loss import batch_loss
-from superpos_jax.model import Params, init_params
+from superpos_jax.loss import model_batch_loss
+from superpos_jax.model import MODELS, Params, init_params
 from superpos_jax.spec import SweepSpec
 
 # Seed of the evaluation set: one fixed set of examples for every model of every grid.
@@ -55,6 +58,7 @@ class TrainOutput(NamedTuple):
   b: jax.Array  # [n] final bias
   loss_history: jax.Array  # [T] mean training loss of each log window
   eval_loss: jax.Array  # [] loss on the fixed evaluation set
+  W2: jax.Array | None = None  # [n, m] final decoder of an untied model ("abs")
 
 
 def optimizer(lr: jax.Array, weight_decay: jax.Array) -> optax.GradientTransformation:
@@ -136,7 +140,8 @@ def make_train(spec: SweepSpec, act: Activation, *,
 
   Args:
     spec: only its static fields are read (n, m, steps, batch_size, init,
-      init_instances, log_every, eval_size); the swept values come as arguments.
+      init_instances, model, data, log_every, eval_size); the swept values come as
+      arguments.
     act: the activation (`activations.get(name)`).
     on_window: called with the window index after every full log window, inside the
       compiled program (the sweep reports progress through `jax.debug.callback` here).
@@ -144,21 +149,27 @@ def make_train(spec: SweepSpec, act: Activation, *,
 
   Returns:
     A `Trainer`; its `train(init_key, data_key, density, importance [n], lr,
-    weight_decay) -> TrainOutput` is the whole training of one model.
+    weight_decay, init_scale=1) -> TrainOutput` is the whole training of one model.
   """
   n, m, B = spec.n, spec.m, spec.batch_size
+  signed = MODELS[spec.model].signed
 
-  def init(key: jax.Array) -> TrainState:
-    """Step 1: `W [m, n]` from the init family, b = 0, AdamW's state."""
-    params = init_params(key, n, m, init=spec.init, instances=spec.init_instances)
+  def init(key: jax.Array, init_scale=1.0) -> TrainState:
+    """Step 1: `W [m, n]` from the init family times `init_scale`, b = 0, AdamW's state."""
+    params = init_params(key, n, m, init=spec.init, instances=spec.init_instances,
+                         model=spec.model, scale=init_scale)
     return TrainState(params, optimizer(1.0, 0.0).init(params))
 
   def loss_of(params: Params, x: jax.Array, importance: jax.Array) -> jax.Array:
-    return batch_loss(params, x, importance, act.fn, per_example=act.per_example)
+    return model_batch_loss(spec.model, params, x, importance, act.fn,
+                            per_example=act.per_example)
+
+  def batch(u, density):
+    return data.features(spec.data, u, density, signed=signed)
 
   def step(state: TrainState, u, density, importance, lr, weight_decay):
-    """Steps 2-3: the batch `thin(u, density)` of uniforms `u [n, B]`, one AdamW update."""
-    x = data.thin(u, density)  # [n, B]: batch minor, see loss.batch_loss
+    """Steps 2-3: the batch of uniforms `u [n, B]` (`data.features`), one AdamW update."""
+    x = batch(u, density)  # [n, B]: batch minor, see loss.batch_loss
     loss, grads = jax.value_and_grad(loss_of)(state.params, x, importance)
     updates, opt_state = optimizer(lr, weight_decay).update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
@@ -166,7 +177,7 @@ def make_train(spec: SweepSpec, act: Activation, *,
   def evaluate(params: Params, density, importance) -> jax.Array:
     """Step 5: the loss on the fixed evaluation set (the same for every model)."""
     u_eval = jax.random.uniform(jax.random.key(EVAL_SEED), (n, spec.eval_size))
-    return loss_of(params, data.thin(u_eval, density), importance)
+    return loss_of(params, batch(u_eval, density), importance)
 
   def fit(state: TrainState, data_key, density, importance, lr, weight_decay) -> TrainOutput:
     """Step 4: every step from `state`, the loss history by window, then `evaluate`."""
@@ -179,9 +190,11 @@ def make_train(spec: SweepSpec, act: Activation, *,
     state, history = scan_steps(spec, advance, state, step_bytes=4 * n * B,
                                 block_bytes=draw_block_bytes, on_window=on_window)
     params = state.params
-    return TrainOutput(params.W, params.b, history, evaluate(params, density, importance))
+    return TrainOutput(params.W, params.b, history, evaluate(params, density, importance),
+                       params.W2)
 
-  def train(init_key, data_key, density, importance, lr, weight_decay) -> TrainOutput:
-    return fit(init(init_key), data_key, density, importance, lr, weight_decay)
+  def train(init_key, data_key, density, importance, lr, weight_decay,
+            init_scale=1.0) -> TrainOutput:
+    return fit(init(init_key, init_scale), data_key, density, importance, lr, weight_decay)
 
   return Trainer(init, step, fit, evaluate, train)

@@ -189,7 +189,7 @@ def test_unwritable_result_is_rescued(tmp_path, capsys, trained, monkeypatch):
 def test_partial_divergence_is_reported(tmp_path, capsys, trained):
   spec = base_spec()
   trained.diverged = np.zeros(spec.grid_shape, bool)
-  trained.diverged[0, 1, 0, 0, 0] = True
+  trained.diverged[0, 1, 0, 0, 0, 0, 0] = True
   status, err = run_cli(capsys, *dirs(tmp_path))
   assert status == 0
   (line,) = [l for l in err if "diverged" in l]

@@ -18,15 +18,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def make_result(*, n=2, m=1, activations=("relu",), densities=(1.0,), importances=(1.0,),
                 seeds=(0,), importance_kind="relative", steps=300, log_every=50, **arrays):
-  """A SweepResult with the given per-model arrays (grid `[A, D, I, 1, S]` first);
-  eval_loss defaults to 1 and diverged to False."""
+  """A SweepResult with the given per-model arrays (grid `[A, D, I, 1, S]` first: the
+  weight-decay and init-scale axes, length 1, are inserted before S); eval_loss defaults
+  to 1 and diverged to False."""
   spec = SweepSpec(n=n, m=m, activations=activations, densities=densities,
                    importance_kind=importance_kind, importances=importances, seeds=seeds,
                    steps=steps, log_every=log_every)
   data = {"eval_loss": np.ones(spec.grid_shape), "diverged": np.zeros(spec.grid_shape, bool)}
-  data.update({k: np.asarray(v) for k, v in arrays.items()})
+  data.update({k: np.expand_dims(np.asarray(v), (4, 5)) for k, v in arrays.items()})
   for k, v in data.items():
-    assert v.shape[:5] == spec.grid_shape, (k, v.shape)
+    assert v.shape[:7] == spec.grid_shape, (k, v.shape)
   extra = {"importance_vectors": spec.importance_matrix(), "history_steps": spec.history_steps()}
   return results.SweepResult(coords=spec.coords(), data=data, extra=extra,
                              meta={"spec": spec.to_dict()})

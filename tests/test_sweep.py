@@ -18,7 +18,9 @@ TINY = dict(batch_size=64, eval_size=256, log_every=10)
 GRID = dict(n=5, m=2, activations=("relu", "tanh"), densities=(1.0, 0.1, 0.01),
             importances=(0.7, 0.9), lrs=(1e-2, 1e6), seeds=(0, 1), steps=25, **TINY)
 # A point of GRID, trained alone.
-POINT = dict(activation="tanh", density=0.1, importance=0.9, lr=1e-2, seed=1)
+# The axes a study grid leaves at their single default value.
+SETTINGS = dict(weight_decay=0.01, init_scale=1.0)
+POINT = dict(activation="tanh", density=0.1, importance=0.9, lr=1e-2, seed=1, **SETTINGS)
 
 
 def _alone(rng):
@@ -126,10 +128,10 @@ def test_float32_densities_are_accepted():
 # ---------------------------------------------------------------------------- layout
 
 def test_result_shapes(grid):
-  """Every array has the grid shape (A, D, I, L, S) first, then its per-model shape."""
+  """Every array has the grid shape (A, D, I, L, WD, AL, S) first, then its per-model shape."""
   spec = SweepSpec(**GRID)
   g = spec.grid_shape
-  assert g == (2, 3, 2, 2, 2)
+  assert g == (2, 3, 2, 2, 1, 1, 2)
   n, m, T = 5, 2, 3
   per_model = {"W": (m, n), "b": (n,), "loss_history": (T,), "final_loss": (), "eval_loss": (),
                "diverged": (), "feature_norms": (n,), "superposition": (n,),
@@ -338,7 +340,8 @@ def test_plans_equal_by_static_settings_only():
   a different shape or static setting is another plan."""
   devices = jax.devices()
   make = lambda **kw: plan.make_plan(SweepSpec(**dict(LINEAR, **kw)), devices=devices, chunk_size=1)
-  assert make() == make(densities=(0.5,), lrs=(3e-3,), seeds=(7,), weight_decay=0.1)
+  assert make() == make(densities=(0.5,), lrs=(3e-3,), seeds=(7,), weight_decays=(0.1,),
+                       init_scales=(3.0,))
   assert hash(make()) == hash(make(densities=(0.5,)))
   assert make() != make(steps=LINEAR["steps"] + 1)
   assert make() != make(densities=(0.5, 0.25))
@@ -372,7 +375,8 @@ def test_per_point_keys_obey_rank_promotion_raise():
 
 def test_linear_model_learns(linear_runs):
   """Linear n = m = 5, dense: loss falls far below the first window; WᵀW -> identity."""
-  first = linear_runs[0].sel(activation="linear", density=1.0, importance=1.0, lr=1e-2, seed=0)
+  first = linear_runs[0].sel(activation="linear", density=1.0, importance=1.0, lr=1e-2, seed=0,
+                             **SETTINGS)
   hist = first["loss_history"]
   chex.assert_shape(hist, (30,))
   assert hist[-1] < 0.1 * hist[0]
@@ -388,7 +392,8 @@ def test_relu_n2_drops_the_less_important_feature():
   """
   spec = SweepSpec(n=2, m=1, activations=("relu",), importance_kind="relative",
                          importances=(0.1,), lrs=(1e-2,), seeds=(0, 1, 2), steps=1500, **TINY)
-  res = sweep.run(spec).sel(activation="relu", density=1.0, importance=0.1, lr=1e-2)
+  res = sweep.run(spec).sel(activation="relu", density=1.0, importance=0.1, lr=1e-2,
+                            **SETTINGS)
   chex.assert_shape(res["phase"], (3,))  # n = 2: phase is present
   norms = res["feature_norms"]
   np.testing.assert_allclose(norms[:, 0], 1.0, rtol=0, atol=0.05)
@@ -404,8 +409,8 @@ def test_study_grid_runs_and_round_trips(tmp_path):
   densities = tuple(float(d) for d in 20.0 ** -np.linspace(0, 1, 20))
   spec = SweepSpec(n=10, m=5, densities=densities, seeds=(0, 1, 2), steps=10, **TINY)
   res = sweep.run(spec)
-  assert spec.grid_shape == (7, 20, 1, 1, 3)
-  chex.assert_shape(res["W"], (7, 20, 1, 1, 3, 5, 10))
+  assert spec.grid_shape == (7, 20, 1, 1, 1, 1, 3)
+  chex.assert_shape(res["W"], (7, 20, 1, 1, 1, 1, 3, 5, 10))
   assert not res["diverged"].any()
   path = results.save(res, tmp_path / "study")
   loaded = results.load(path)
@@ -440,5 +445,5 @@ def test_init_keys_per_point_data_keys_per_seed(init_rng):
     assert distinct(per_seed(init)[seed]) == (4 if init_rng == "per_point" else 1)
   assert distinct(init) == (8 if init_rng == "per_point" else 2)
   res = sweep.run(spec)
-  W0 = res.sel(activation="relu", seed=0)["W"]  # [D, I, L, m, n] after 2 small steps
+  W0 = res.sel(activation="relu", seed=0, **SETTINGS)["W"]  # [D, I, L, m, n] after 2 steps
   assert (np.abs(W0[0, 0, 0] - W0[1, 0, 0]).max() > 1e-2) == (init_rng == "per_point")

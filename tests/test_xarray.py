@@ -22,7 +22,8 @@ def result():
 
 def test_dataset_dims_coords_and_values(result):
   ds = result.to_xarray()
-  assert ds["W"].dims == ("activation", "density", "importance", "lr", "seed", "m", "n")
+  assert ds["W"].dims == ("activation", "density", "importance", "lr", "weight_decay",
+                            "init_scale", "seed", "m", "n")
   assert ds["loss_history"].dims[-1] == "history"
   np.testing.assert_array_equal(ds["history"].values, SPEC.history_steps())
   assert list(ds["activation"].values) == ["relu", "tanh"]
