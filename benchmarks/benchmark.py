@@ -6,7 +6,11 @@ way runs `superpos_jax.train.make_train`) is timed four ways, see benchmarks/loo
   vmapped        the engine: the whole grid in one compiled call (sweep.run);
   looped-jit     one compiled training run per grid point, called point by point;
   looped-step    one compiled train step per step, a Python loop over steps and points;
-  looped-switch  the engine's chunks, the activation picked per model with lax.switch.
+  looped-switch  the engine's chunks, the activation picked per model with lax.switch;
+and, with the bench extra (pip install -e '.[bench]'), the way most researchers train
+these models today, the TMS notebook's PyTorch loop (benchmarks/torch_way.py):
+  torch-eager    one instance-batched model per activation, einsum, eager AdamW;
+  torch-compile  the same with its loss under torch.compile (skipped where it fails).
 Slow ways run on a subset of points or steps and are scaled linearly (marked in the
 table). Then the engine's time and memory as the grid grows (n=2 to 10^5 models, n=200
 as far as it fits). Each measurement runs in a fresh process (full preset), so its peak
@@ -54,7 +58,9 @@ PRESETS = {
                    "n10": dict(N10, steps=2000, log_every=100),
                    "n200": dict(N200, steps=200, log_every=50)},
         subsets={"looped-jit": dict(per_activation=2), "looped-step": dict(per_activation=1),
-                 "looped-switch": dict(steps_fraction=0.1)},
+                 "looped-switch": dict(steps_fraction=0.1),
+                 "torch-eager": dict(steps_fraction=0.25),
+                 "torch-compile": dict(steps_fraction=0.25)},
         scaling={"n2": dict(models=(1, 10, 100, 1_000, 10_000, 100_000), steps=200),
                  "n200": dict(models=(1, 4, 16, 64, 256, 1024), steps=20)},
         isolate=True),
@@ -89,6 +95,13 @@ NOTES = [
     "activation).",
     "Peak RSS: the whole process (JAX runtime included, see rss_baseline_mb), one fresh "
     "process per measurement; n/a when measurements shared a process (--no-isolate).",
+    "torch-eager, torch-compile: the TMS notebook's loop (benchmarks/torch_way.py), one "
+    "W [instances, m, n] per activation with all its grid points as instances, "
+    "torch.set_num_threads(cores); same data distribution, loss, AdamW and batch as the "
+    "engine, but torch's random numbers (no dW check). Their compile s: torch-compile's "
+    "torch.compile of the loss, forward and backward (once per activation); "
+    "torch-eager's first step. Busy cores slow them far more than the engine: compare "
+    "only runs taken together on a quiet machine.",
 ]
 
 
@@ -147,8 +160,8 @@ def measure_all(args, preset: dict, names: tuple, devices: list, isolate: bool) 
         f"{spec.batch_size}, {len(devices)} {args.backend} device(s)")
     out["workloads"][name] = {
         "n": spec.n, "m": spec.m, "spec": spec.to_dict(),
-        "ways": harness.benchmark_workload(spec, preset["subsets"], backend=args.backend,
-                                           isolate=isolate, log=log)}
+        **harness.benchmark_workload(spec, preset["subsets"], backend=args.backend,
+                                     isolate=isolate, log=log)}
   if "n2" in names:
     log(f"[{NAME}] progress display overhead (n2)")
     out["progress_overhead"] = harness.progress_overhead(workload_spec(preset, "n2"), devices)
@@ -166,6 +179,17 @@ def measure_all(args, preset: dict, names: tuple, devices: list, isolate: bool) 
           "batch_size": specs[0].batch_size,
           "rows": harness.scaling_series(specs, backend=args.backend, isolate=isolate, log=log)}
   return out
+
+
+def skipped_notes(workloads: dict) -> list[str]:
+  """One note per reason that ways were skipped, naming the ways and workloads."""
+  by_reason: dict[str, tuple[dict, dict]] = {}  # reason -> (ways, workloads), ordered sets
+  for name, w in workloads.items():
+    for way, reason in w["skipped"].items():
+      ways, names = by_reason.setdefault(reason, ({}, {}))
+      ways[way] = names[name] = None
+  return [f"Skipped {', '.join(ways)} ({', '.join(names)}): {reason}."
+          for reason, (ways, names) in by_reason.items()]
 
 
 def _write_text(path: str, text: str) -> None:
@@ -205,6 +229,7 @@ def main(argv=None) -> None:
     report.update(measure_all(args, preset, names, devices, isolate))
   except harness.JobError as e:
     raise cli.UserError(str(e)) from None
+  report["notes"] = NOTES + skipped_notes(report["workloads"])
   report["elapsed_s"] = time.perf_counter() - t0
   report["machine"]["load_average_end"] = harness.machine_info(args.backend)[
       "load_average_1_5_15min"]

@@ -4,7 +4,10 @@
     measured = run_job(job, isolate=True)   # compile_s, run_s, models, steps, memory, W
 
 A fresh process per job makes its peak memory its own (read from /proc, see
-`peak_rss_mb`). The worker is this file run as a script, the job as JSON on stdin:
+`peak_rss_mb`). The PyTorch ways (`TORCH_WAYS`, benchmarks/torch_way.py) need the
+`bench` extra; without torch, or where `torch.compile` fails, their job reports
+`{"way": ..., "skipped": reason}` instead of measurements. The worker is this file run
+as a script, the job as JSON on stdin:
 
     python benchmarks/harness.py < job.json
 """
@@ -30,6 +33,9 @@ from superpos_jax import cli, sweep
 from superpos_jax.spec import SweepSpec
 
 WAYS = ("vmapped", "looped-jit", "looped-step", "looped-switch")
+# The notebook's PyTorch loop, eager and compiled: optional (pip install -e '.[bench]').
+TORCH_WAYS = ("torch-eager", "torch-compile")
+ALL_WAYS = WAYS + TORCH_WAYS
 
 RNG_NOTES = {
     "vmapped": "one [n, B] uniform draw per step per seed, read by every chunk of that "
@@ -39,7 +45,16 @@ RNG_NOTES = {
     "looped-step": "one [n, B] uniform draw per step per model",
     "looped-switch": "one [n, B] uniform draw per step per chunk of same-seed models "
                      "(the engine's chunks, each drawing for itself)",
+    "torch-eager": "one [B, n] torch.rand draw per step per model (torch's generator, "
+                   "so no dW check against vmapped)",
+    "torch-compile": "one [B, n] torch.rand draw per step per model (torch's generator, "
+                     "so no dW check against vmapped)",
 }
+TORCH_MISSING = "torch is not installed (pip install -e '.[bench]')"
+
+
+class WaySkipped(Exception):
+  """A way cannot run here (torch missing, torch.compile failing); the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +62,10 @@ class Job:
   """One measurement: one way of training (a subset of) one spec's grid.
 
   Attributes:
-    way: one of `WAYS`.
+    way: one of `ALL_WAYS`.
     spec: `SweepSpec.to_dict()` of the whole workload.
     points: flat point indices to train (looped-jit, looped-step); None = all.
-    steps: train this many steps instead of `spec.steps` (looped-step, looped-switch);
+    steps: train this many steps instead of `spec.steps` (any way but vmapped);
       None = all. `summarize` scales the subset's run time to the whole job.
     report_points: points whose final W the report includes (for the cross-check).
     backend: JAX backend.
@@ -104,9 +119,31 @@ def _train(way: str, spec: SweepSpec, points: list[int], devices) -> tuple:
             range(spec.num_models), {"chunk_size": res.meta["engine"]["chunk_size"]})
   if way == "looped-switch":
     return (*looped.looped_switch(spec, devices), range(spec.num_models), {})
+  if way in TORCH_WAYS:
+    return _train_torch(way, spec)
   with jax.default_device(devices[0]):  # a plain loop runs on one device
     ways = {"looped-jit": looped.looped_jit, "looped-step": looped.looped_step}
     return (*ways[way](spec, points), points, {})
+
+
+def _train_torch(way: str, spec: SweepSpec) -> tuple:
+  """`_train` of a PyTorch way: imported only here, so that the benchmark runs without it.
+
+  Raises:
+    WaySkipped: torch is missing, or `torch.compile` failed.
+  """
+  try:
+    import torch_way
+  except ImportError as e:
+    raise WaySkipped(f"{TORCH_MISSING}: {e}") from None
+  try:
+    run = torch_way.train_grid(spec, compile=way == "torch-compile")
+  except torch_way.CompileFailed as e:
+    raise WaySkipped(f"torch.compile failed here: {e}") from None
+  # No W: torch draws other random numbers, so a dW against vmapped would measure noise.
+  torch = torch_way.torch
+  return (run.compile_s, run.run_s, {}, range(spec.num_models),
+          {"torch": torch.__version__, "torch_threads": torch.get_num_threads()})
 
 
 def measure(job: Job) -> dict[str, Any]:
@@ -119,18 +156,23 @@ def measure(job: Job) -> dict[str, Any]:
     A JSON-ready dict: way, models and steps actually trained, compile_s, run_s,
     peak_rss_mb (the process's peak resident memory), rss_baseline_mb (the peak before
     the job, after importing jax), peak_device_mb (accelerators that report it, else
-    None), chunk_size (vmapped), and W: `{str(point): [m, n] list}` for the requested
-    `report_points` that were trained.
+    None), chunk_size (vmapped), torch and torch_threads (PyTorch ways), and W:
+    `{str(point): [m, n] list}` for the requested `report_points` that were trained
+    (none for the PyTorch ways). A way that cannot run here gives only way and skipped
+    (the reason).
   """
-  if job.way not in WAYS:
-    raise ValueError(f"unknown way {job.way!r}; valid: {', '.join(WAYS)}")
+  if job.way not in ALL_WAYS:
+    raise ValueError(f"unknown way {job.way!r}; valid: {', '.join(ALL_WAYS)}")
   spec = SweepSpec.from_dict(job.spec)
   devices = jax.devices(job.backend)
   rss_baseline = peak_rss_mb()
   points = list(range(spec.num_models) if job.points is None else job.points)
   if job.steps is not None and job.steps != spec.steps:
     spec = dataclasses.replace(spec, steps=job.steps, log_every=min(spec.log_every, job.steps))
-  compile_s, run_s, W, points, extra = _train(job.way, spec, points, devices)
+  try:
+    compile_s, run_s, W, points, extra = _train(job.way, spec, points, devices)
+  except WaySkipped as e:
+    return {"way": job.way, "skipped": str(e)}
   return {"way": job.way, "models": len(points), "steps": spec.steps,
           "compile_s": compile_s, "run_s": run_s,
           "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": rss_baseline,
@@ -166,13 +208,14 @@ def _scaled_row(spec: SweepSpec, way: str, m: dict[str, Any], isolated: bool) ->
   """One way's report row, its run time scaled linearly to the whole grid and steps."""
   total, done = spec.num_models * spec.steps, m["models"] * m["steps"]
   memory = ("peak_rss_mb", "rss_baseline_mb", "peak_device_mb")
+  torch = {k: m[k] for k in ("torch", "torch_threads") if k in m}
   return {"models": spec.num_models, "steps": spec.steps,
           "compile_s": m["compile_s"], "run_s": m["run_s"] * total / done,
           "model_steps_per_s": done / m["run_s"],
           **{k: m[k] if isolated else None for k in memory},
           "scaled_from": ({"models": m["models"], "steps": m["steps"], "run_s": m["run_s"]}
                           if done != total else None),
-          "rng": RNG_NOTES[way]}
+          "rng": RNG_NOTES[way], **torch}
 
 
 def _max_abs_diff_W(W: dict[str, list], ref_W: dict[str, list]) -> tuple[float | None, int]:
@@ -188,7 +231,7 @@ def summarize(spec: SweepSpec, measured: dict[str, dict[str, Any]],
 
   Args:
     spec: the workload.
-    measured: way -> `measure` output; must hold "vmapped".
+    measured: way -> `measure` output; must hold "vmapped". Skipped ways get no row.
     isolated: each job ran in a fresh process (otherwise peak memory is a running
       maximum over the jobs before it and is reported as None).
 
@@ -198,9 +241,11 @@ def summarize(spec: SweepSpec, measured: dict[str, dict[str, Any]],
     peak_rss_mb, rss_baseline_mb, peak_device_mb, scaled_from ({models, steps, run_s}
     actually measured, or None), speedup_vs_vmapped (run time), speedup_total_vs_vmapped
     (compile + run), max_abs_diff_W (final W against vmapped on the shared report
-    points, or None where no point was trained for all steps), diff_W_points, rng.
+    points, or None where no point was trained for all steps), diff_W_points, rng,
+    and torch, torch_threads for the PyTorch ways.
   """
-  rows = {way: _scaled_row(spec, way, m, isolated) for way, m in measured.items()}
+  rows = {way: _scaled_row(spec, way, m, isolated) for way, m in measured.items()
+          if "skipped" not in m}
   ref = rows["vmapped"]
   for way, row in rows.items():
     row["speedup_vs_vmapped"] = row["run_s"] / ref["run_s"]
@@ -214,10 +259,11 @@ def summarize(spec: SweepSpec, measured: dict[str, dict[str, Any]],
   return rows
 
 
-def _plan_jobs(spec: SweepSpec, subsets: dict[str, dict[str, Any]]) -> dict[str, tuple]:
+def _plan_jobs(spec: SweepSpec, subsets: dict[str, dict[str, Any]],
+               ways: Sequence[str]) -> dict[str, tuple]:
   """way -> (points, steps) of its job: the subset of `subsets[way]`, None = all."""
   jobs = {}
-  for way in WAYS:
+  for way in ways:
     sub = subsets.get(way, {})
     points = None
     if way in ("looped-jit", "looped-step"):
@@ -228,9 +274,9 @@ def _plan_jobs(spec: SweepSpec, subsets: dict[str, dict[str, Any]]) -> dict[str,
 
 
 def benchmark_workload(spec: SweepSpec, subsets: dict[str, dict[str, Any]], *,
-                       backend: str, isolate: bool,
-                       log: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, Any]]:
-  """Measures every way of `WAYS` on `spec` and summarises them (see `summarize`).
+                       backend: str, isolate: bool, ways: Sequence[str] = ALL_WAYS,
+                       log: Callable[[str], None] = lambda s: None) -> dict[str, dict]:
+  """Measures `ways` on `spec` and summarises them (see `summarize`).
 
   Args:
     spec: the workload.
@@ -239,22 +285,29 @@ def benchmark_workload(spec: SweepSpec, subsets: dict[str, dict[str, Any]], *,
       on the subset and scaled linearly.
     backend: JAX backend.
     isolate: one fresh process per way.
+    ways: the ways to measure, of `ALL_WAYS`; "vmapped", the reference, is always
+      measured.
     log: progress lines.
 
   Returns:
-    way -> `summarize`'s row.
+    {"ways": way -> `summarize`'s row, "skipped": way -> why it could not run here}.
   """
-  jobs = _plan_jobs(spec, subsets)
+  ways = ("vmapped",) + tuple(w for w in ways if w != "vmapped")
+  jobs = _plan_jobs(spec, subsets, ways)
   report = tuple(sorted({p for points, _ in jobs.values() if points for p in points}))
-  measured = {}
+  measured, skipped = {}, {}
   for way, (points, steps) in jobs.items():
     job = Job(way=way, spec=spec.to_dict(), points=points, steps=steps,
               report_points=report, backend=backend)
     m = measured[way] = run_job(job, isolate=isolate)
+    if "skipped" in m:
+      skipped[way] = m["skipped"]
+      log(f"  {way:14s} skipped: {m['skipped']}")
+      continue
     log(f"  {way:14s} {m['models']:>7,} models x {m['steps']:>6,} steps: compile "
         f"{m['compile_s']:7.2f} s, run {m['run_s']:8.3f} s "
         f"({m['models'] * m['steps'] / m['run_s']:,.0f} model-steps/s)")
-  return summarize(spec, measured, isolate)
+  return {"ways": summarize(spec, measured, isolate), "skipped": skipped}
 
 
 def scaling_series(specs: Sequence[SweepSpec], *, backend: str, isolate: bool,

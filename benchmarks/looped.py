@@ -44,7 +44,9 @@ class GridPoints(NamedTuple):
   """The swept values of every grid point, flat in the engine's result order.
 
   Point p is `np.unravel_index(p, spec.grid_shape)`: activation, density, importance,
-  lr, seed, the leading axes of every `SweepResult` array.
+  lr, weight decay, init scale, seed, the leading axes of every `SweepResult` array. The
+  looped ways train one weight decay and init scale (the study's grids); `_one_setting`
+  checks it.
   """
 
   activation: np.ndarray  # [P] int32, index into spec.activations
@@ -57,9 +59,10 @@ class GridPoints(NamedTuple):
 
 def grid_points(spec: SweepSpec) -> GridPoints:
   """Every grid point of `spec`, in the engine's flat (activation, ..., seed) order."""
-  a, d, i, l, s = (x.ravel() for x in np.indices(spec.grid_shape))
-  _, D, I, L, _ = spec.grid_shape
-  # point_keys orders a grid's points (seed, density, importance, lr), for every activation.
+  _one_setting(spec)
+  a, d, i, l, _, _, s = (x.ravel() for x in np.indices(spec.grid_shape))
+  _, D, I, L, _, _, _ = spec.grid_shape
+  # point_keys orders a grid's points (seed, density, importance, lr, ...) per activation.
   keys = sweep.point_keys(spec, *sweep.program_inputs(spec)[:4])
   return GridPoints(activation=a.astype(np.int32),
                     density=np.asarray(spec.densities, np.float32)[d],
@@ -67,6 +70,11 @@ def grid_points(spec: SweepSpec) -> GridPoints:
                     lr=np.asarray(spec.lrs, np.float32)[l],
                     seed=np.asarray(spec.seeds, np.uint32)[s],
                     key=keys[((s * D + d) * I + i) * L + l])
+
+
+def _one_setting(spec: SweepSpec) -> None:
+  if len(spec.weight_decays) != 1 or spec.init_scales != (1.0,):
+    raise ValueError("the looped benchmarks train one weight decay and init scale 1")
 
 
 def subset_points(spec: SweepSpec, per_activation: int | None) -> np.ndarray:
@@ -105,7 +113,7 @@ def _compile_per_activation(spec: SweepSpec, gp: GridPoints, points: Sequence[in
 def _swept_values(spec: SweepSpec) -> tuple[GridPoints, Callable[[int], tuple]]:
   """The grid points, and `p -> (density, importance, lr, weight decay)` of point p."""
   gp = grid_points(spec)
-  wd = np.float32(spec.weight_decay)
+  wd = np.float32(spec.weight_decays[0])
   return gp, lambda p: (gp.density[p], gp.importance[p], gp.lr[p], wd)
 
 
@@ -207,9 +215,9 @@ def _switch_activation(acts: Sequence[Activation], index: jax.Array) -> Activati
 def switch_layout(spec: SweepSpec, plan: Plan) -> np.ndarray:
   """`[A * n_chunks, C]` flat grid point of every chunk slot: the engine's chunks
   (`plan.chunk_index()`, pads included) of each activation in turn."""
-  A, D, I, L, S = spec.grid_shape
-  s, d, i, l = np.unravel_index(plan.chunk_index(), (S, D, I, L))
-  return np.concatenate([np.ravel_multi_index((np.full_like(s, a), d, i, l, s),
+  A, D, I, L, WD, AL, S = spec.grid_shape
+  s, d, i, l, w, al = np.unravel_index(plan.chunk_index(), (S, D, I, L, WD, AL))
+  return np.concatenate([np.ravel_multi_index((np.full_like(s, a), d, i, l, w, al, s),
                                               spec.grid_shape) for a in range(A)])
 
 
@@ -269,7 +277,7 @@ def looped_switch(spec: SweepSpec, devices: Sequence[jax.Device]) -> Timed:
   layout = switch_layout(spec, plan)
   gp = grid_points(spec)
   inputs = (gp.activation[layout], gp.key[layout], gp.density[layout],
-            gp.importance[layout], gp.lr[layout], np.float32(spec.weight_decay))
+            gp.importance[layout], gp.lr[layout], np.float32(spec.weight_decays[0]))
   t0 = time.perf_counter()
   compiled = make_switch_program(spec, plan).lower(*inputs).compile()
   compile_s = time.perf_counter() - t0

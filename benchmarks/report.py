@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import profiler
-from harness import WAYS
+from harness import ALL_WAYS
 
-_COLORS = dict(zip(WAYS, ("#4c72b0", "#dd8452", "#c44e52", "#8172b3")))
+_COLORS = dict(zip(ALL_WAYS, ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868",
+                              "#937860")))
 
 
 def _fmt(v: Any, spec: str = ",.0f", missing: str = "-") -> str:
@@ -53,6 +54,8 @@ def _ways_table(report: dict[str, Any], markdown: bool) -> list[str]:
                    _fmt(r["model_steps_per_s"]), _fmt(r["speedup_vs_vmapped"], ".1f") + "x",
                    _fmt(r["speedup_total_vs_vmapped"], ".1f") + "x",
                    _fmt(r["peak_rss_mb"], ".0f", "n/a"), _fmt(r["max_abs_diff_W"], ".1e")])
+    for way in w.get("skipped", {}):  # the reasons are in the report's notes
+      rows.append([f"{name} (n={w['n']}, m={w['m']})", way, "skipped"] + [""] * (len(head) - 3))
   return _table(head, rows, markdown) + [""] + _bullets(notes + report["notes"], markdown)
 
 
@@ -99,15 +102,19 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
 
 
 def _speed_bars(ax, report: dict[str, Any]) -> None:
-  """One bar per workload and way, the speed-up against vmapped written on top."""
-  width = 0.8 / len(WAYS)
-  for j, way in enumerate(WAYS):
-    for i, w in enumerate(report["workloads"].values()):
+  """One bar per workload and measured way, the speed-up against vmapped written on top."""
+  workloads = list(report["workloads"].values())
+  ways = [way for way in ALL_WAYS if any(way in w["ways"] for w in workloads)]
+  width = 0.8 / len(ways)
+  for j, way in enumerate(ways):
+    for i, w in enumerate(workloads):
+      if way not in w["ways"]:
+        continue
       r = w["ways"][way]
-      x = i + (j - (len(WAYS) - 1) / 2) * width
+      x = i + (j - (len(ways) - 1) / 2) * width
       ax.bar(x, r["model_steps_per_s"], width * 0.95, color=_COLORS[way],
              hatch="//" if r["scaled_from"] else None, edgecolor="white",
-             label=way if i == 0 else None)
+             label=way if way not in ax.get_legend_handles_labels()[1] else None)
       if way != "vmapped":
         speedup = r["speedup_vs_vmapped"]
         ax.text(x, r["model_steps_per_s"] * 1.15,
@@ -119,7 +126,7 @@ def figure_speed(report: dict[str, Any]):
   """Grouped bars of model-steps/s per workload and way (log y), speed-ups written on top."""
   from matplotlib.figure import Figure
   from matplotlib.patches import Patch
-  fig = Figure(figsize=(8.5, 4.8), layout="constrained")
+  fig = Figure(figsize=(9.5, 4.8), layout="constrained")
   ax = fig.add_subplot()
   _speed_bars(ax, report)
   labels = [f"n={w['n']}, m={w['m']}\n{w['ways']['vmapped']['models']:,} models"
