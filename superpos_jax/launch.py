@@ -255,13 +255,19 @@ def save_figures(args: argparse.Namespace, name: str, figures: dict[str, Any],
 
 
 def save_outputs(args: argparse.Namespace, name: str, result: results.SweepResult,
-                 figures: Callable[[], dict[str, Any]], custom: bool = False) -> None:
+                 figures: Callable[[], dict[str, Any]], custom: bool = False,
+                 summarize: Callable[[str], str] | None = None) -> None:
   """Draws `figures()` and writes the machine-readable summary next to them (process 0
-  only), in `cli.figures_dir(args, custom)`."""
+  only), in `cli.figures_dir(args, custom)`.
+
+  `summarize(folder) -> path` writes the summary of an experiment that `summary.SECTIONS`
+  does not know (e.g. one built from two results); default `summary.save(name, result)`.
+  """
   import jax
   from superpos_jax import summary
   if jax.process_index() != 0:  # multi-host: process 0 draws
     return
   folder = figures_dir(args, custom)
   save_figures(args, name, figures(), folder)
-  log(args, f"[{name}] wrote {os.path.relpath(summary.save(name, result, folder))}")
+  path = summarize(folder) if summarize else summary.save(name, result, folder)
+  log(args, f"[{name}] wrote {os.path.relpath(path)}")

@@ -99,7 +99,7 @@ def test_every_figure_draws_without_jax(saved, tmp_path):
 def _with_diverged(res: results.SweepResult, all_seeds: bool) -> results.SweepResult:
   """A copy where activation 0 at density index 1 blew up (NaN weights, metrics, loss)."""
   data = {k: v.copy() for k, v in res.data.items()}
-  where = (0, 1, slice(None), slice(None), slice(None) if all_seeds else 0)
+  where = (0, 1) + (slice(None),) * 4 + (slice(None) if all_seeds else 0,)
   data["diverged"][where] = True
   for k in ("W", "b", "feature_norms", "superposition", "feature_dimensionality",
             "dims_per_feature", "eval_loss", "final_loss"):

@@ -18,11 +18,16 @@ grey hatched cells or grey crosses, never as numbers.
 
 Modules: `style` (colours, diverged marks, layout, `save_figure`), `captions` (title
 blocks), `panels` (the shown slice and the panel grids), then one module per figure
-family: `matrices`, `phase_diagrams`, `dims`, `curves`, `inputs`. The names below are
+family: `matrices`, `phase_diagrams`, `basins`, `dims`, `curves`, `inputs`,
+`beyond` (the "beyond the study" experiments). The names below are
 the public API; import them from `superpos_jax.plotting`.
 """
 
 from superpos_jax.phases import AMBIGUOUS, BOTH, FEATURE1, FEATURE2, NEITHER, PHASES
+from superpos_jax.plotting.basins import figure_phase_basins, plot_fraction
+from superpos_jax.plotting.beyond import (figure_computed_features, figure_features_per_neuron,
+                                          figure_init_scale_overview, figure_pair_cosines,
+                                          plot_activation_lines)
 from superpos_jax.plotting.curves import figure_loss_curves, plot_loss_curves
 from superpos_jax.plotting.dims import (FEATURE_DIM_REFERENCES, figure_dims_per_feature,
                                         figure_feature_dimensionality, plot_dims_per_feature,
@@ -45,11 +50,13 @@ __all__ = [
     "activation_colors", "phase_continuous_colors", "save_figure",
     "relu_closed_form_losses", "relu_closed_form_phase",
     "figure_gram", "figure_feature_norms", "figure_neuron_features",
-    "figure_phase_diagram", "figure_phase_continuous",
+    "figure_phase_diagram", "figure_phase_continuous", "figure_phase_basins",
     "figure_dims_per_feature", "figure_feature_dimensionality",
     "figure_loss_curves", "figure_input_batches",
+    "figure_features_per_neuron", "figure_pair_cosines", "figure_computed_features",
+    "figure_init_scale_overview", "plot_activation_lines",
     "plot_gram", "plot_bias", "plot_feature_norms", "plot_neuron_features",
-    "plot_phase", "plot_phase_continuous", "plot_relu_boundaries",
+    "plot_phase", "plot_phase_continuous", "plot_relu_boundaries", "plot_fraction",
     "plot_dims_per_feature", "plot_feature_dimensionality",
     "plot_loss_curves", "plot_input_batch",
 ]

@@ -58,7 +58,12 @@ def caption(result: results.SweepResult, seed_rule: str, chosen: Mapping[str, fl
   parts = [f"n={spec.n}, m={spec.m}", f"{spec.steps:,} steps × batch {spec.batch_size}"]
   lr = chosen.get("lr", spec.lrs[0] if len(spec.lrs) == 1 else None)
   if lr is not None:
-    parts.append(f"AdamW lr={fmt(lr)}, wd={fmt(spec.weight_decay)}")
+    wd = chosen.get("weight_decay", spec.weight_decays[0])
+    parts.append(f"AdamW lr={fmt(lr)}, wd={fmt(wd)}")
+  if spec.init_scales != (1.0,) or "init_scale" in chosen:
+    parts.append(f"init scale α={fmt(chosen.get('init_scale', spec.init_scales[0]))}")
+  if spec.model != "bottleneck" or spec.data != "independent":
+    parts.append(f"{spec.model} model, {spec.data} features")
   if importance_on_axis:
     parts.append(_importance_text(spec, None) + " (r on the y axis)")
   else:

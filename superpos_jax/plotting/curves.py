@@ -69,18 +69,21 @@ def _curve_legend(fig: Figure, seed_rule: str, any_diverged: bool) -> None:
 
 
 def figure_loss_curves(result: results.SweepResult, *, importance: Any = None, lr: Any = None,
-                       seed_rule: str = "best") -> Figure:
+                       seed_rule: str = "best", weight_decay: Any = None,
+                       init_scale: Any = None) -> Figure:
   """Training loss vs step, one panel per activation, one colour per density.
 
   Args:
     result: a sweep result with its `loss_history`.
-    importance, lr: which importance / learning rate to show (default: the first).
+    importance, lr, weight_decay, init_scale: which value of each axis to show
+      (default: the first).
     seed_rule: which seed-reduced curve to draw thick ("best" or "trimmed_mean").
 
   Returns:
     The figure.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule)
+  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+                                         weight_decay=weight_decay, init_scale=init_scale)
   steps = np.asarray(result.extra["history_steps"])
   hist = res["loss_history"]
   div = res["diverged"]

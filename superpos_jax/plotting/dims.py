@@ -68,18 +68,21 @@ def _dims_legend(ax, any_diverged: bool) -> None:
 
 
 def figure_dims_per_feature(result: results.SweepResult, *, importance: Any = None, lr: Any = None,
-                            seed_rule: str = "best") -> Figure:
+                            seed_rule: str = "best", weight_decay: Any = None,
+                            init_scale: Any = None) -> Figure:
   """Dimensions per feature `D* = m / ‖W‖_F²` against `1/(1-S)` (Elhage et al. §6).
 
   Args:
     result: a sweep result (the study's n=200, m=20 uniform-importance sweep).
-    importance, lr: which importance / learning rate to show (default: the first).
+    importance, lr, weight_decay, init_scale: which value of each axis to show
+      (default: the first).
     seed_rule: how to collapse seeds ("best" or "trimmed_mean").
 
   Returns:
     The figure: one line per activation in a single panel.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule)
+  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+                                         weight_decay=weight_decay, init_scale=init_scale)
   colors = activation_colors(acts)
   fig = Figure(figsize=(8.5, 5.0), layout="constrained")
   ax = fig.subplots()
@@ -140,18 +143,21 @@ def _feature_dim_references(ax) -> None:
 
 
 def figure_feature_dimensionality(result: results.SweepResult, *, importance: Any = None,
-                                  lr: Any = None, seed_rule: str = "best") -> Figure:
+                                  lr: Any = None, seed_rule: str = "best",
+                                  weight_decay: Any = None, init_scale: Any = None) -> Figure:
   """Per-feature dimensionality `D_i` per density, one panel per activation (TMS §6).
 
   Args:
     result: a sweep result (the study's n=200, m=20 sweep).
-    importance, lr: which importance / learning rate to show (default: the first).
+    importance, lr, weight_decay, init_scale: which value of each axis to show
+      (default: the first).
     seed_rule: how to collapse seeds ("best" or "trimmed_mean").
 
   Returns:
     The figure: one panel per activation, y axes shared.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule)
+  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+                                         weight_decay=weight_decay, init_scale=init_scale)
   colors = activation_colors(acts)
   fig = Figure(layout="constrained")
 

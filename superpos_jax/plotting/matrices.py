@@ -66,18 +66,21 @@ def plot_bias(ax, b: np.ndarray, *, cmap: str = "coolwarm", vmin: float = -1.0,
 
 
 def figure_gram(result: results.SweepResult, *, importance: Any = None, lr: Any = None,
-                seed_rule: str = "best") -> Figure:
+                seed_rule: str = "best", weight_decay: Any = None,
+                init_scale: Any = None) -> Figure:
   """`WᵀW` heatmaps and biases: rows = activations, columns = densities (TMS Fig. 2 style).
 
   Args:
     result: a sweep result; each panel shows one model's `W` and `b`.
-    importance, lr: which importance / learning rate to show (default: the first).
+    importance, lr, weight_decay, init_scale: which value of each axis to show
+      (default: the first).
     seed_rule: how to collapse seeds ("best" or "trimmed_mean").
 
   Returns:
     The figure; one colorbar serves the Gram matrices and the bias strips.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule)
+  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+                                         weight_decay=weight_decay, init_scale=init_scale)
   A, D = len(acts), len(dens)
   fig = Figure(figsize=(1.75 * D + 1.6, 1.5 * A + 1.4), layout="constrained")
   # One flat grid (Gram, bias strip, spacer) per density: constrained layout cannot place
@@ -133,18 +136,21 @@ def plot_feature_norms(ax, norms: np.ndarray, superposition: np.ndarray, *,
 
 
 def figure_feature_norms(result: results.SweepResult, *, importance: Any = None, lr: Any = None,
-                         seed_rule: str = "best") -> Figure:
+                         seed_rule: str = "best", weight_decay: Any = None,
+                         init_scale: Any = None) -> Figure:
   """Bars of `‖W_i‖` per feature coloured by superposition, activations × densities (TMS).
 
   Args:
     result: a sweep result; each panel shows one model's `feature_norms`.
-    importance, lr: which importance / learning rate to show (default: the first).
+    importance, lr, weight_decay, init_scale: which value of each axis to show
+      (default: the first).
     seed_rule: how to collapse seeds ("best" or "trimmed_mean").
 
   Returns:
     The figure; bar lengths share an x scale within each row.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule)
+  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+                                         weight_decay=weight_decay, init_scale=init_scale)
   A, D = len(acts), len(dens)
   n = red["W"].shape[-1]
   fig = Figure(figsize=(1.9 * D + 2.0, max(1.3, 0.12 * min(n, 20)) * A + 1.6),
@@ -237,18 +243,21 @@ def _feature_key(fig: Figure, axes, colors: Sequence[Any], ranked: bool, any_bad
 
 
 def figure_neuron_features(result: results.SweepResult, *, importance: Any = None, lr: Any = None,
-                           seed_rule: str = "best") -> Figure:
+                           seed_rule: str = "best", weight_decay: Any = None,
+                           init_scale: Any = None) -> Figure:
   """Per hidden neuron, stacked bars of the features it carries: activations × densities.
 
   Args:
     result: a sweep result; every panel stacks the columns of one model's weights W.
-    importance, lr: which importance / learning rate to show (default: the first).
+    importance, lr, weight_decay, init_scale: which value of each axis to show
+      (default: the first).
     seed_rule: how to collapse seeds ("best" or "trimmed_mean").
 
   Returns:
     The figure; features keep one colour across panels.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule)
+  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+                                         weight_decay=weight_decay, init_scale=init_scale)
   A, D = len(acts), len(dens)
   m, n = red["W"].shape[-2:]
   colors = feature_colors(n)

@@ -15,23 +15,25 @@ from superpos_jax import results
 from superpos_jax.plotting.style import fmt, is_diverged, mark_diverged, outer_labels, panel_grid
 
 
-def _select(result: results.SweepResult, importance: Any, lr: Any,
-            keep_importance: bool) -> tuple[results.SweepResult, dict[str, float]]:
-  """Fixes one importance and one lr (default: the first), keeping the seed axis."""
+def _select(result: results.SweepResult, importance: Any, lr: Any, keep_importance: bool,
+            **settings: Any) -> tuple[results.SweepResult, dict[str, float]]:
+  """Fixes one importance, lr, weight decay and init scale (default: the first value of
+  each axis the result has), keeping the seed axis."""
   chosen = {}
-  for axis, value in (("importance", importance), ("lr", lr)):
+  for axis, value in (("importance", importance), ("lr", lr), *settings.items()):
     if axis in result.coords and not (axis == "importance" and keep_importance):
       chosen[axis] = float(result.coords[axis][0]) if value is None else value
   return result.sel(**chosen), chosen
 
 
 def prepare(result: results.SweepResult, importance: Any, lr: Any, seed_rule: str, *,
-            keep_importance: bool = False):
+            keep_importance: bool = False, weight_decay: Any = None, init_scale: Any = None):
   """What a figure starts from: the chosen slice, with and without its seed axis.
 
   Args:
     result: a sweep result.
-    importance, lr: the values to show (None: the first coordinate value).
+    importance, lr, weight_decay, init_scale: the values to show (None: the first
+      coordinate value).
     seed_rule: how to collapse seeds (`SweepResult.reduce_seeds`).
     keep_importance: leave the importance axis alone (the phase diagrams' y axis).
 
@@ -39,7 +41,8 @@ def prepare(result: results.SweepResult, importance: Any, lr: Any, seed_rule: st
     (selected result with seeds, seed-reduced result, chosen coordinates, activation
     names, densities).
   """
-  res, chosen = _select(result, importance, lr, keep_importance)
+  res, chosen = _select(result, importance, lr, keep_importance, weight_decay=weight_decay,
+                        init_scale=init_scale)
   red = res.reduce_seeds(seed_rule) if "seed" in res.coords else res
   acts = [str(a) for a in red.coords["activation"]]
   return res, red, chosen, acts, red.coords["density"]

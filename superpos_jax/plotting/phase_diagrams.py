@@ -145,7 +145,7 @@ def _phase_grid(red: results.SweepResult, key: str):
   return dens[di], imps[ii], np.swapaxes(values, 1, 2)
 
 
-def _prepare_phases(result: results.SweepResult, lr: Any, seed_rule: str):
+def _prepare_phases(result: results.SweepResult, lr: Any, seed_rule: str, **settings: Any):
   """`panels.prepare` keeping the importance axis, for n=2 results only.
 
   Returns:
@@ -155,7 +155,7 @@ def _prepare_phases(result: results.SweepResult, lr: Any, seed_rule: str):
   if "phase" not in result.data:
     raise ValueError("phase diagrams need an n=2 result (it has no 'phase' array); "
                      f"this one has n={result.spec.n}")
-  res, red, chosen, acts, _ = prepare(result, None, lr, seed_rule, keep_importance=True)
+  res, red, chosen, acts, _ = prepare(result, None, lr, seed_rule, keep_importance=True, **settings)
   return res, red, chosen, acts, _phase_grid(red, "diverged")[2]
 
 
@@ -191,7 +191,8 @@ def _phase_caption(res, seed_rule, chosen) -> list[str]:
 
 
 def figure_phase_diagram(result: results.SweepResult, *, lr: Any = None, seed_rule: str = "best",
-                         closed_form: bool = True) -> Figure:
+                         closed_form: bool = True, weight_decay: Any = None,
+                         init_scale: Any = None) -> Figure:
   """n=2, m=1 phase diagrams, one panel per activation (Lad & Kostolansky, TMS §4).
 
   x = density 1-S (log, 0.01..1), y = relative importance r of feature 2 (log, 0.1..10);
@@ -200,14 +201,15 @@ def figure_phase_diagram(result: results.SweepResult, *, lr: Any = None, seed_ru
 
   Args:
     result: an n=2 sweep result whose importance axis is r (importance_kind "relative").
-    lr: which learning rate to show (default: the first).
+    lr, weight_decay, init_scale: which value of each axis to show (default: the first).
     seed_rule: how to collapse seeds ("best" or "trimmed_mean": majority phase).
     closed_form: overlay the ReLU closed form on the "relu" panel.
 
   Returns:
     The figure.
   """
-  res, red, chosen, acts, diverged = _prepare_phases(result, lr, seed_rule)
+  res, red, chosen, acts, diverged = _prepare_phases(
+      result, lr, seed_rule, weight_decay=weight_decay, init_scale=init_scale)
   dens, imps, phase = _phase_grid(red, "phase")
   fig = Figure(layout="constrained")
   _phase_panels(fig, acts, lambda ax, a: plot_phase(ax, dens, imps, phase[a], diverged[a]),
@@ -236,19 +238,21 @@ def _colour_key(key) -> list:
 
 
 def figure_phase_continuous(result: results.SweepResult, *, lr: Any = None,
-                            seed_rule: str = "best", closed_form: bool = True) -> Figure:
+                            seed_rule: str = "best", closed_form: bool = True,
+                            weight_decay: Any = None, init_scale: Any = None) -> Figure:
   """n=2 phase diagrams in continuous colour (see `phase_continuous_colors`), plus a key.
 
   Args:
     result: an n=2 sweep result whose importance axis is r.
-    lr: which learning rate to show (default: the first).
+    lr, weight_decay, init_scale: which value of each axis to show (default: the first).
     seed_rule: how to collapse seeds ("best" or "trimmed_mean").
     closed_form: overlay the ReLU closed form on the "relu" panel.
 
   Returns:
     The figure; its last panel is the colour key at ‖W_1‖ = 1.
   """
-  res, red, chosen, acts, diverged = _prepare_phases(result, lr, seed_rule)
+  res, red, chosen, acts, diverged = _prepare_phases(
+      result, lr, seed_rule, weight_decay=weight_decay, init_scale=init_scale)
   dens, imps, norms = _phase_grid(red, "feature_norms")
   sup = _phase_grid(red, "superposition")[2]
   fig = Figure(layout="constrained")

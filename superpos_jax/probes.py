@@ -1,0 +1,65 @@
+"""What a trained model outputs for one feature alone (jax, pure, no I/O).
+
+The computation experiment asks whether a feature's output reproduces its target, which
+the weights alone cannot say (the answer depends on the activation). `isolated_outputs`
+feeds `x = t·e_i` (only feature i present, value t) through the trained model and reads
+output i; `summary_beyond.computed_from_outputs` turns that into a count, numpy only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from superpos_jax import activations, results, summary_beyond
+from superpos_jax.model import MODELS, Params
+
+
+def isolated_output(params: Params, act: activations.ActivationFn, model: str,
+                    values: jax.Array) -> jax.Array:
+  """`[n, T]`: output i of `model` when only feature i is present with value `values[t]`."""
+  n = params.b.shape[0]
+  forward = MODELS[model].forward
+
+  def one(i, t):
+    return forward(params, t * jax.nn.one_hot(i, n), act)[i]
+
+  return jax.vmap(lambda i: jax.vmap(lambda t: one(i, t))(values))(jnp.arange(n))
+
+
+def isolated_outputs(W: np.ndarray, b: np.ndarray, W2: np.ndarray | None,
+                     acts: Sequence[str], model: str, values: np.ndarray) -> np.ndarray:
+  """`isolated_output` of every model of a grid whose first axis is the activation.
+
+  Args:
+    W: `[A, ..., m, n]` weights (W₁ of the `abs` model).
+    b: `[A, ..., n]` biases.
+    W2: `[A, ..., n, m]` decoders of an untied model, else None.
+    acts: the A activation names.
+    model: the model family.
+    values: `[T]` feature values to probe.
+
+  Returns:
+    `[A, ..., n, T]` outputs (numpy).
+  """
+  out = []
+  for a, name in enumerate(acts):
+    fn = activations.get(name).fn
+    lead = W.shape[1:-2]
+    params = Params(W=jnp.reshape(W[a], (-1, *W.shape[-2:])),
+                    b=jnp.reshape(b[a], (-1, b.shape[-1])),
+                    W2=None if W2 is None else jnp.reshape(W2[a], (-1, *W2.shape[-2:])))
+    probe = jax.jit(jax.vmap(lambda p: isolated_output(p, fn, model, jnp.asarray(values))))
+    out.append(np.asarray(probe(params)).reshape(*lead, b.shape[-1], len(values)))
+  return np.stack(out)
+
+
+def best_seed_outputs(result: results.SweepResult,
+                      values: np.ndarray = summary_beyond.PROBE_VALUES) -> np.ndarray:
+  """`[A, D, n, T]`: `isolated_outputs` of `summary_beyond.best_grid(result)`."""
+  red = summary_beyond.best_grid(result)
+  return isolated_outputs(red["W"], red["b"], red.data.get("W2"),
+                          [str(a) for a in red.coords["activation"]], result.spec.model, values)
