@@ -26,7 +26,7 @@ def dirs(tmp_path):
 
 @pytest.mark.parametrize("name, figures, n, m", [
     ("feature_matrices", ("gram", "norms", "neurons", "loss"), 10, 5),
-    ("phase_diagram", ("classes", "continuous", "loss"), 2, 1),
+    ("phase_diagram", ("classes", "continuous", "loss", "basins"), 2, 1),
     ("dims_per_feature", ("dstar", "feature_dims", "loss"), 200, 20),
 ])
 def test_experiment_quick_writes_npz_and_figures(tmp_path, name, figures, n, m):
@@ -66,7 +66,8 @@ def test_relu_phase_matches_closed_form(tmp_path):
                     "--steps", "2000", "--no-plot", "--quiet", *dirs(tmp_path))
   assert proc.returncode == 0, proc.stderr
   (path,) = glob.glob(str(tmp_path / "runs" / "phase_diagram-*.npz"))
-  res = results.load(path).reduce_seeds("best").sel(activation="relu", lr=1e-2)
+  res = results.load(path).reduce_seeds("best").sel(activation="relu", lr=1e-2,
+                                                            weight_decay=0.01, init_scale=1.0)
   dens, imp = np.meshgrid(res.coords["density"], res.coords["importance"], indexing="ij")
   losses = np.sort(theory.relu_closed_form_losses(dens, imp), axis=-1)
   clearly_inside = (losses[..., 1] - losses[..., 0]) > 0.2 * losses[..., 0]
