@@ -223,7 +223,7 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
     if why:
       print(f"warning: {why}; training again", file=sys.stderr)
   init_distributed(args)
-  devices = select_devices(args.backend)
+  devices = plan.choose_devices(spec, select_devices(args.backend))
   budget = max(1, int(args.max_memory * 2**30)) if args.max_memory else default_memory_budget(devices)
   plan.make_plan(spec, devices=devices, max_memory=budget)  # a grid too big fails here, first
   log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "

@@ -204,6 +204,28 @@ def static_key(spec: SweepSpec) -> tuple:
   return fields + (("grid_shape", spec.grid_shape),)
 
 
+# Models at least this large (n * m) train on ONE host CPU device. With several host
+# devices, XLA CPU's YNNPACK dot fusions leak a few hundred bytes per execution
+# (benchmarks/xla_ynn_dot_leak.py): the 7-activation n=200 grid grew ~660 KB per step
+# (7 GB over 10,000 steps). Their matmuls use both cores from one device anyway: one
+# device ran it at 1.8k model-steps/s with flat memory, two at 2.4k, two with the
+# leaking fusion off at 1.3k (2-core CPU). Small models need the devices for speed
+# (n=2: 441k vs 209k model-steps/s) and their tiny dots showed no growth (tested).
+ONE_CPU_DEVICE_MIN_NM = 1_000
+
+
+def choose_devices(spec: SweepSpec, devices: Sequence) -> tuple:
+  """The devices a grid of `spec` trains on by default: all of them, except on one
+  host's CPU for models of at least `ONE_CPU_DEVICE_MIN_NM` weights, which get one
+  (see above)."""
+  devices = tuple(devices)
+  one_host = len({getattr(d, "process_index", 0) for d in devices}) == 1
+  if (devices and one_host and devices[0].platform == "cpu"
+      and spec.n * spec.m >= ONE_CPU_DEVICE_MIN_NM):
+    return devices[:1]
+  return devices
+
+
 def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = None,
               max_memory: int | None = None, progress: bool = False) -> Plan:
   """The plan of a run: chunk size (chosen, or checked against `max_memory`) and devices.

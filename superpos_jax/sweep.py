@@ -34,7 +34,7 @@ import numpy as np
 
 from superpos_jax import activations, metrics, results
 from superpos_jax.environment import environment
-from superpos_jax.plan import Plan, make_plan
+from superpos_jax.plan import Plan, choose_devices, make_plan
 from superpos_jax.progress import Progress, report, showing
 from superpos_jax.spec import SweepSpec
 from superpos_jax.train import TrainOutput, draw_uniforms, make_train, scan_steps
@@ -238,11 +238,12 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None
     chunk_size: models trained together per scan; None = cache-sized, and small enough
       for `max_memory`. Results do not depend on it beyond float rounding.
     max_memory: byte budget for the run (see `plan.estimate_memory`); None = no limit.
-    devices: devices to shard the grid over; None = all of the default backend's.
+    devices: devices to shard the grid over; None = the default backend's, as
+      `plan.choose_devices` picks them (one host CPU device for large models).
   """
   if progress is None:
     progress = sys.stderr.isatty()
-  plan = make_plan(spec, devices=devices or jax.devices(), chunk_size=chunk_size,
+  plan = make_plan(spec, devices=devices or choose_devices(spec, jax.devices()), chunk_size=chunk_size,
                    max_memory=max_memory, progress=progress)
   compiled, compile_s = compile_plan(plan)
   display = Progress(progress_ticks(plan), spec.num_models * spec.steps) if progress else None
