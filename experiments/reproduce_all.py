@@ -11,6 +11,10 @@ are reused. The paper preset writes figures/; any other preset writes figures/<p
 """
 
 import argparse
+import json
+import os
+import platform
+import resource
 import sys
 import time
 
@@ -18,7 +22,7 @@ import dims_per_feature
 import feature_matrices
 import input_batches
 import phase_diagram
-from superpos_jax import cli
+from superpos_jax import cli, results
 
 TRAINING = (feature_matrices, phase_diagram, dims_per_feature)
 
@@ -68,10 +72,23 @@ def main(argv=None):
     timings.append((name, time.perf_counter() - t, status))
     if status:
       break
+  report = {"preset": args.preset, "backend": args.backend,
+            "steps": [{"step": name, "seconds": round(secs, 1), "exit_status": st}
+                      for name, secs, st in timings],
+            "total_seconds": round(time.perf_counter() - t0, 1),
+            # Every step runs in this process, so its peak is the reproduction's.
+            "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
   print("\nsummary:")
-  for name, secs, st in timings:
-    print(f"  {name:18s} {secs:8.1f} s  {'ok' if st == 0 else f'FAILED (exit {st})'}")
-  print(f"  {'total':18s} {time.perf_counter() - t0:8.1f} s")
+  for row in report["steps"]:
+    st = row["exit_status"]
+    print(f"  {row['step']:18s} {row['seconds']:8.1f} s  {'ok' if st == 0 else f'FAILED (exit {st})'}")
+  print(f"  {'total':18s} {report['total_seconds']:8.1f} s")
+  print(f"  {'peak memory':18s} {report['peak_memory_gib']:8.2f} GiB")
+  path = os.path.join(figures, "reproduce_all_timings.json")
+  results.write_atomically(path, lambda f: f.write(json.dumps(report, indent=1).encode()))
+  print(f"  wrote {os.path.relpath(path)}")
   if any(st for _, _, st in timings):
     raise SystemExit(max(st for _, _, st in timings))
 

@@ -44,6 +44,8 @@ EMBEDDED_NORM = 0.5
 # half of m/n = 0.1, what every feature gets from a projection spread over all of them.
 EMBEDDED_DIMENSIONALITY = 0.05
 CONVERGENCE_TAIL = 0.2  # the last 20 % of the steps
+# |D_i - 1/2| below this: feature i is one of an antipodal pair (TMS's sticky 1/2).
+ANTIPODAL_TOL = 0.02
 
 
 def first_setting(result: SweepResult) -> SweepResult:
@@ -341,7 +343,21 @@ def _dstar_section(result: SweepResult) -> dict[str, Any]:
       f"embedded features, ||W_i|| > {EMBEDDED_NORM}":
           _by_activation(result, [_settings_squeezed(x) for x in by_norm]),
       f"embedded features, D_i > {EMBEDDED_DIMENSIONALITY}":
-          _by_activation(result, [_settings_squeezed(x) for x in by_dim])}}
+          _by_activation(result, [_settings_squeezed(x) for x in by_dim])},
+      "curves": _dstar_curves(result)}
+
+
+def _dstar_curves(result: SweepResult) -> dict[str, Any]:
+  """D* at every density (ascending), and the fraction of features in antipodal pairs."""
+  red = _collapse(first_setting(result), "best")
+  order = np.argsort(red.coords["density"])
+  pairs = np.mean(np.abs(red["feature_dimensionality"] - 0.5) < ANTIPODAL_TOL, axis=-1)
+  return {"seed_rule": SEED_LABELS["best"],
+          "densities": red.coords["density"][order].tolist(),
+          "dims_per_feature": _by_activation(
+              result, [_settings_squeezed(x[order]) for x in red["dims_per_feature"]]),
+          f"fraction of features with |D_i - 1/2| < {ANTIPODAL_TOL}": _by_activation(
+              result, [_settings_squeezed(x[order]) for x in pairs])}
 
 
 def _convergence_section(result: SweepResult) -> dict[str, Any]:

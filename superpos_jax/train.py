@@ -4,9 +4,9 @@
     out = trainer.train(init_key, data_key, density, importance, lr, weight_decay, init_scale)
 
 `make_train` reads only the static settings of `spec` (n, m, steps, batch size, init,
-model and data families, log window, evaluation size) and returns a pure function of one model's swept values. The
-sweep adds every grid axis with `jax.vmap` (see `sweep.py`); nothing here knows about
-grids, chunks or devices. This is the one place where a new model family, data
+model and data families, log window, evaluation size) and returns pure functions of one
+model's swept values. The sweep adds every grid axis with `jax.vmap` (see `sweep.py`);
+nothing here knows about grids, chunks or devices. This is the one place where a new model family, data
 distribution or initialisation enters.
 
 One model's training:
@@ -18,8 +18,7 @@ One model's training:
      shared by several models (not batched under vmap) gives them common random numbers,
      drawn once for all of them.
   3. step: the importance-weighted loss of the model family (`loss.model_batch_loss`) and
-     one AdamW update
-     (PyTorch's defaults, decoupled decay on W and b alike).
+     one AdamW update (PyTorch's defaults, decoupled decay on W and b alike).
   4. loop: `lax.scan` over log windows of `log_every` steps, each the mean training loss of
      its steps; uniforms are drawn for a block of steps at once (the same numbers as step
      by step, cheaper per number).

@@ -215,6 +215,11 @@ def test_experiment_summary_other_experiments():
   assert ends["densities (densest, sparsest)"] == [1.0, 0.1]
   assert ends["frobenius_sq"] == {"relu": [6.0, 6.0]}
   assert ends["embedded features, D_i > 0.05"] == {"relu": [3.0, 3.0]}
+  curves = dp["curves"]
+  assert curves["densities"] == [0.1, 1.0]  # ascending
+  assert curves["dims_per_feature"]["relu"] == pytest.approx([1 / 3, 1 / 3])
+  # D_i = (1, 0.2, 0.9) at density 1, (0.1, 0.1, 0.1) at 0.1: none near 1/2.
+  assert curves["fraction of features with |D_i - 1/2| < 0.02"] == {"relu": [0.0, 0.0]}
 
 
 def test_phase_diagram_script_writes_summary(tmp_path):
