@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import jax
 
-_PACKAGES = ("jax", "jaxlib", "optax", "flax", "chex", "numpy")
+_PACKAGES = ("jax", "jaxlib", "optax", "numpy", "matplotlib")
 
 
 def _version(package: str) -> str | None:

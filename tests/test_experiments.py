@@ -1,6 +1,7 @@
 """End-to-end: every experiment script at the quick preset, and its bad-input handling."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,22 @@ def test_help_lists_activations_from_registry():
   from superpos_jax import activations
   for name in activations.names():
     assert name in proc.stdout
+
+
+def test_reproduce_all_quick_runs_every_step_and_records_timings(tmp_path):
+  """The one command at the quick preset: every step ok, timings and peak memory in a file."""
+  proc = run_script("reproduce_all", "--preset", "quick", "--quiet", *dirs(tmp_path), timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads((tmp_path / "figs" / "reproduce_all_timings.json").read_text())
+  assert [s["step"] for s in report["steps"]] == [
+      "input_batches", "feature_matrices", "phase_diagram", "dims_per_feature"]
+  assert all(s["exit_status"] == 0 and s["seconds"] > 0 for s in report["steps"])
+  assert 0.1 < report["peak_memory_gib"] < 24
+  assert len(glob.glob(str(tmp_path / "runs" / "*.npz"))) == 3
+
+
+def test_reproduce_all_checks_every_step_before_training(tmp_path):
+  """A flag only the last training step would reject fails before the first one trains."""
+  proc = run_script("reproduce_all", "--preset", "quick", "--r", "-1", *dirs(tmp_path))
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+  assert not glob.glob(str(tmp_path / "runs" / "*.npz"))

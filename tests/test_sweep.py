@@ -421,7 +421,7 @@ def test_study_grid_runs_and_round_trips(tmp_path):
   assert env["numpy"] == np.__version__
   assert env["backend"] == jax.default_backend()
   assert env["device_count"] == jax.device_count()
-  for k in ("optax", "flax", "chex", "python", "device_kind", "superpos_jax"):
+  for k in ("optax", "jaxlib", "matplotlib", "python", "device_kind", "superpos_jax"):
     assert env[k], k
   t = loaded.meta["timings"]
   assert t["compile_s"] > 0 and t["run_s"] > 0 and t["model_steps_per_s"] > 0
