@@ -36,7 +36,7 @@ from superpos_jax import activations, metrics, results
 from superpos_jax.environment import environment
 from superpos_jax.plan import Plan, choose_devices, make_plan
 from superpos_jax.progress import Progress, report, showing
-from superpos_jax.spec import SweepSpec
+from superpos_jax.spec import SweepSpec, check_spec
 from superpos_jax.train import TrainOutput, draw_uniforms, make_train, scan_steps
 
 
@@ -243,7 +243,9 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None
   """
   if progress is None:
     progress = sys.stderr.isatty()
-  plan = make_plan(spec, devices=devices or choose_devices(spec, jax.devices()), chunk_size=chunk_size,
+  if devices is None:  # the spec is checked first: choose_devices reads it
+    devices = choose_devices(check_spec(spec), jax.devices())
+  plan = make_plan(spec, devices=devices, chunk_size=chunk_size,
                    max_memory=max_memory, progress=progress)
   compiled, compile_s = compile_plan(plan)
   display = Progress(progress_ticks(plan), spec.num_models * spec.steps) if progress else None
