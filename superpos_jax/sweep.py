@@ -125,61 +125,62 @@ def _grid_metrics(spec: SweepSpec, out: TrainOutput) -> dict[str, jax.Array]:
   return arrays
 
 
+def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
+  """Trains one device's chunks of every activation, one block of steps at a time.
+
+  The loop over steps is outside, the `lax.map` over chunks inside it: with shared
+  random numbers each block draws one batch of uniforms per seed, which every chunk of
+  that seed reads (rather than one draw per chunk and step). Only the chunks' states,
+  which are small, are carried from block to block.
+  """
+  spec, shared = plan.spec, plan.spec.rng == "shared"
+  trainers = [make_train(spec, act) for act in map(activations.get, spec.activations)]
+  init_keys, data_keys = keys[..., 0], keys[..., 1]  # [chunks, C]
+  seed_data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)  # [S]
+  draw = lambda k, ts: draw_uniforms(k, ts, spec.n, spec.batch_size)  # [g, n, B]
+
+  def chunk_block(trainer, ts, u_seeds):
+    step = jax.vmap(trainer.step, in_axes=(0, None if shared else 0, 0, 0, 0, 0))
+
+    def run(chunk):
+      state, seed, chunk_data_keys, d, i, r, weight_decay = chunk
+      # [g, n, B] of the chunk's seed, or [g, C, n, B]: one stream per model.
+      u = u_seeds[seed] if shared else jnp.moveaxis(jax.vmap(draw, (0, None))(chunk_data_keys, ts), 0, 1)
+      return jax.lax.scan(lambda st, u_t: step(st, u_t, d, i, r, weight_decay), state, u)
+
+    return run
+
+  def advance(states, ts):
+    u_seeds = jax.vmap(draw, (0, None))(seed_data_keys, ts) if shared else None  # [S, g, n, B]
+    out = [jax.lax.map(chunk_block(t, ts, u_seeds),
+                       (st, chunk_seed, data_keys, dens, imp, lr, wd))
+           for t, st in zip(trainers, states)]
+    losses = jnp.stack([loss for _, loss in out])  # [A, chunks, g, C]
+    return [state for state, _ in out], jnp.moveaxis(losses, 2, 0)
+
+  on_window = None
+  if plan.progress:
+    on_window = lambda w: jax.debug.callback(report, chunk_ids[0], w)
+  states = [jax.vmap(jax.vmap(t.init))(init_keys, scale) for t in trainers]
+  states, history = scan_steps(spec, advance, states, step_bytes=plan.step_draw_bytes,
+                               block_bytes=plan.block_bytes, on_window=on_window)
+  # Chunk by chunk: the evaluation set is [n, eval_size] per model, too big for a grid.
+  evals = [jax.lax.map(lambda c, t=t: jax.vmap(t.evaluate)(*c), (st.params, dens, imp))
+           for t, st in zip(trainers, states)]
+  stack = lambda xs: jnp.stack(xs)  # [A, chunks, C, ...]
+  W2 = stack([st.params.W2 for st in states]) if states[0].params.W2 is not None else None
+  return TrainOutput(stack([st.params.W for st in states]), stack([st.params.b for st in states]),
+                     jnp.moveaxis(history, 0, -1), stack(evals), W2)
+
+
 @functools.lru_cache(maxsize=32)
 def _program(plan: Plan):
   """The jitted whole-grid program of `plan` (reads only the spec's static settings)."""
   spec = plan.spec
   A = len(spec.activations)
   shape = _point_grid(spec)
-  shared = spec.rng == "shared"
   index = plan.chunk_index()  # [chunks, C]
   mesh = jax.sharding.Mesh(np.asarray(plan.devices), ("grid",))
-
-  def per_device(chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
-    """Trains this device's chunks of every activation, one block of steps at a time.
-
-    The loop over steps is outside, the `lax.map` over chunks inside it: with shared
-    random numbers each block draws one batch of uniforms per seed, which every chunk of
-    that seed reads (rather than one draw per chunk and step). Only the chunks' states,
-    which are small, are carried from block to block.
-    """
-    trainers = [make_train(spec, act) for act in map(activations.get, spec.activations)]
-    init_keys, data_keys = keys[..., 0], keys[..., 1]  # [chunks, C]
-    seed_data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)  # [S]
-    draw = lambda k, ts: draw_uniforms(k, ts, spec.n, spec.batch_size)  # [g, n, B]
-
-    def chunk_block(trainer, ts, u_seeds):
-      step = jax.vmap(trainer.step, in_axes=(0, None if shared else 0, 0, 0, 0, 0))
-
-      def run(chunk):
-        state, seed, chunk_data_keys, d, i, r, weight_decay = chunk
-        # [g, n, B] of the chunk's seed, or [g, C, n, B]: one stream per model.
-        u = u_seeds[seed] if shared else jnp.moveaxis(jax.vmap(draw, (0, None))(chunk_data_keys, ts), 0, 1)
-        return jax.lax.scan(lambda st, u_t: step(st, u_t, d, i, r, weight_decay), state, u)
-
-      return run
-
-    def advance(states, ts):
-      u_seeds = jax.vmap(draw, (0, None))(seed_data_keys, ts) if shared else None  # [S, g, n, B]
-      out = [jax.lax.map(chunk_block(t, ts, u_seeds),
-                         (st, chunk_seed, data_keys, dens, imp, lr, wd))
-             for t, st in zip(trainers, states)]
-      losses = jnp.stack([loss for _, loss in out])  # [A, chunks, g, C]
-      return [state for state, _ in out], jnp.moveaxis(losses, 2, 0)
-
-    on_window = None
-    if plan.progress:
-      on_window = lambda w: jax.debug.callback(report, chunk_ids[0], w)
-    states = [jax.vmap(jax.vmap(t.init))(init_keys, scale) for t in trainers]
-    states, history = scan_steps(spec, advance, states, step_bytes=plan.step_draw_bytes,
-                                 block_bytes=plan.block_bytes, on_window=on_window)
-    # Chunk by chunk: the evaluation set is [n, eval_size] per model, too big for a grid.
-    evals = [jax.lax.map(lambda c, t=t: jax.vmap(t.evaluate)(*c), (st.params, dens, imp))
-             for t, st in zip(trainers, states)]
-    stack = lambda xs: jnp.stack(xs)  # [A, chunks, C, ...]
-    W2 = stack([st.params.W2 for st in states]) if states[0].params.W2 is not None else None
-    return TrainOutput(stack([st.params.W for st in states]), stack([st.params.b for st in states]),
-                       jnp.moveaxis(history, 0, -1), stack(evals), W2)
 
   def train_grid(densities, importance_vectors, lrs, seeds, weight_decays, init_scales):
     grid = functools.partial(_flat_points, grid=shape)
@@ -189,7 +190,7 @@ def _program(plan: Plan):
     chunked = [x[index] for x in (keys, *points)]  # [chunks, C, ...]
     seed_keys = jax.vmap(jax.random.key)(seeds)
     P = jax.sharding.PartitionSpec
-    out = jax.shard_map(per_device, mesh=mesh,
+    out = jax.shard_map(functools.partial(_train_device, plan), mesh=mesh,
                         in_specs=(P("grid"),) * 8 + (P(),),
                         out_specs=P(None, "grid"), check_vma=False)(
         jnp.arange(plan.n_chunks), *chunked, jnp.asarray(plan.chunk_seeds()), seed_keys)
