@@ -111,8 +111,7 @@ def init_distributed(args: argparse.Namespace) -> None:
   """Joins JAX's multi-host runtime when --coordinator is given (one process per host)."""
   if not args.coordinator:
     return
-  check_flags(args)
-  probe_coordinator(args.coordinator, args.process_id)
+  probe_coordinator(args.coordinator, args.process_id)  # flags: checked by train_or_load
   if args.process_id == 0:
     log(args, f"waiting for {args.num_processes - 1} more process(es) to join at {args.coordinator}")
   import jax

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from superpos_jax import plotting, results, theory
+from superpos_jax import results, theory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from superpos_jax import results, sweep
+from superpos_jax import results
 from superpos_jax.spec import SweepSpec
 
 SPEC = SweepSpec(n=2, m=1, activations=("relu", "tanh"), densities=(1.0, 0.1),

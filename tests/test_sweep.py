@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from superpos_jax import activations, metrics, phases, plan, results, sweep
+from superpos_jax import activations, metrics, plan, results, sweep
 from superpos_jax.spec import SpecError, SweepSpec
 
 TINY = dict(batch_size=64, eval_size=256, log_every=10)
