@@ -85,7 +85,8 @@ NOTES = [
     "final W against vmapped on the points both trained for all steps).",
     "RNG: vmapped draws one [n, B] uniform batch per step per seed, read by every chunk "
     "of models sharing that seed (common random numbers, each model thins it with its own "
-    "density); looped-switch draws it once per chunk; looped-jit and looped-step once per "
+    "density; where a seed has fewer points than a chunk, as n10's 7, chunks span seeds "
+    "and each model reads its own seed's batch); looped-switch draws it once per chunk; looped-jit and looped-step once per "
     "model, as a user's loop would. Every model sees the same numbers; only the cost of "
     "drawing differs.",
     "looped-jit and looped-step run on one device, as a plain loop does; vmapped and "

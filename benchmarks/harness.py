@@ -39,7 +39,7 @@ ALL_WAYS = WAYS + TORCH_WAYS
 
 RNG_NOTES = {
     "vmapped": "one [n, B] uniform draw per step per seed, read by every chunk of that "
-               "seed (common random numbers)",
+               "seed, or by each model of a chunk spanning seeds (common random numbers)",
     "looped-jit": "one [n, B] uniform draw per step per model (in blocks of steps, as "
                   "train.py draws)",
     "looped-step": "one [n, B] uniform draw per step per model",

@@ -273,7 +273,9 @@ def looped_switch(spec: SweepSpec, devices: Sequence[jax.Device]) -> Timed:
   Returns:
     (compile seconds, run seconds, {point: final W [m, n]} of every point).
   """
-  plan = make_plan(spec, devices=devices)
+  # Chunks cut per seed: a chunk's models share one draw (its seed's), as before the
+  # engine's chunks could span seeds.
+  plan = make_plan(spec, devices=devices, span_seeds=False)
   layout = switch_layout(spec, plan)
   gp = grid_points(spec)
   inputs = (gp.activation[layout], gp.key[layout], gp.density[layout],

@@ -6,9 +6,11 @@ bounds memory), and shards the chunks over devices. `make_plan` derives that lay
 a spec; nothing in it changes the numbers beyond float rounding (tests check it).
 
 Points are ordered (seed, density, importance, lr, weight decay, init scale) within an
-activation. With shared
-random numbers (`rng="shared"`) a chunk never spans two seeds, so it draws one `[n, B]`
-batch of uniforms per step for all its models.
+activation. With shared random numbers (`rng="shared"`) every chunk reads its seed's one
+`[n, B]` batch of uniforms per step. Where a seed has fewer points than a cache-sized
+chunk (n=10: 7 densities per seed), chunks span seeds instead (`Plan.span_seeds`), and
+each model reads its own seed's batch, gathered per block: fuller chunks and less padding
+for one extra copy of the uniforms.
 """
 
 from __future__ import annotations
@@ -45,11 +47,27 @@ def estimate_memory(spec: SweepSpec, chunk_size: int) -> int:
           + DRAW_BLOCK_BYTES)
 
 
-def _groups(spec: SweepSpec) -> tuple[int, int]:
-  """`(groups, points per group)` that chunks are cut from, per activation: one group per
-  seed with shared random numbers (a chunk draws for one seed), else one group."""
+def _cache_chunk(spec: SweepSpec) -> int:
+  """Models per chunk whose step working set fits `CACHE_BYTES` (at least `MIN_CHUNK`)."""
+  return max(CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size), MIN_CHUNK)
+
+
+def spans_seeds(spec: SweepSpec) -> bool:
+  """Whether chunks should span seeds by default: shared random numbers, several seeds,
+  and fewer points per seed than a cache-sized chunk (chunks cut per seed would be small
+  and padded: n=10, 7 densities x 3 seeds on 2 devices filled 21 of 28 slots)."""
   A, S = len(spec.activations), len(spec.seeds)
-  return (S, spec.num_models // (A * S)) if spec.rng == "shared" else (1, spec.num_models // A)
+  return spec.rng == "shared" and S > 1 and spec.num_models // (A * S) < _cache_chunk(spec)
+
+
+def _groups(spec: SweepSpec, span_seeds: bool) -> tuple[int, int]:
+  """`(groups, points per group)` that chunks are cut from, per activation: one group per
+  seed with shared random numbers (a chunk draws for one seed) unless chunks span seeds,
+  else one group."""
+  A, S = len(spec.activations), len(spec.seeds)
+  if spec.rng == "shared" and not span_seeds:
+    return (S, spec.num_models // (A * S))
+  return (1, spec.num_models // A)
 
 
 def _gib(nbytes: float) -> str:
@@ -84,7 +102,8 @@ def check_devices(devices) -> tuple:
   return devices
 
 
-def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: int = 1) -> int:
+def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: int = 1,
+                      span_seeds: bool = False) -> int:
   """Models per chunk: cache-sized for speed, shrunk to fit `max_memory` bytes, and cut so
   that the chunks fill every device with as little padding as possible.
 
@@ -95,9 +114,8 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
   Raises:
     SpecError: if even one model per chunk would exceed `max_memory`.
   """
-  groups, q = _groups(spec)
-  target = max(CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size), MIN_CHUNK)
-  target = min(target, q, -(-groups * q // devices))  # every device gets work
+  groups, q = _groups(spec, span_seeds)
+  target = min(_cache_chunk(spec), q, -(-groups * q // devices))  # every device gets work
   if max_memory is not None:
     while target > 1 and estimate_memory(spec, target) > max_memory:
       target //= 2
@@ -128,6 +146,8 @@ class Plan:
     devices: the chunks are sharded over these.
     progress: report progress through a host callback once per log window and chunk.
     block_bytes: most bytes of uniforms a chunk draws at once (`DRAW_BLOCK_BYTES`).
+    span_seeds: chunks are cut across seeds, each model reading its own seed's uniforms
+      (shared random numbers only; `spans_seeds` chooses it by default).
   """
 
   spec: SweepSpec
@@ -135,10 +155,11 @@ class Plan:
   devices: tuple
   progress: bool = False
   block_bytes: int = DRAW_BLOCK_BYTES
+  span_seeds: bool = False
 
   def _key(self):
     return (static_key(self.spec), self.chunk_size, self.devices, self.progress,
-            self.block_bytes)
+            self.block_bytes, self.span_seeds)
 
   def __eq__(self, other):
     return isinstance(other, Plan) and self._key() == other._key()
@@ -149,7 +170,7 @@ class Plan:
   @property
   def n_chunks(self) -> int:
     """Chunks per activation, padded to a whole number per device."""
-    groups, q = _groups(self.spec)
+    groups, q = _groups(self.spec, self.span_seeds)
     chunks = groups * -(-q // self.chunk_size)
     return -(-chunks // len(self.devices)) * len(self.devices)
 
@@ -159,23 +180,28 @@ class Plan:
 
   @property
   def step_draw_bytes(self) -> int:
-    """Bytes of the uniforms drawn together for one step: one `[n, B]` batch per seed
-    (shared random numbers), or one per model of a chunk (per-point streams)."""
+    """Bytes of the uniforms alive together for one step: one `[n, B]` batch per seed
+    (shared random numbers; plus a chunk's gathered copy when chunks span seeds), or one
+    per model of a chunk (per-point streams)."""
     spec = self.spec
-    streams = len(spec.seeds) if spec.rng == "shared" else self.chunk_size
+    if spec.rng != "shared":
+      streams = self.chunk_size
+    else:
+      streams = len(spec.seeds) + (self.chunk_size if self.span_seeds else 0)
     return 4 * spec.n * spec.batch_size * streams
 
   def chunk_seeds(self) -> np.ndarray:
-    """`[n_chunks]` seed index of every chunk (shared random numbers: a chunk never spans
-    seeds; per-point streams: unused, 0)."""
+    """`[n_chunks, chunk_size]` seed index of every chunk slot (shared random numbers;
+    equal along a chunk unless chunks span seeds; per-point streams: unused, 0)."""
     if self.spec.rng != "shared":
-      return np.zeros(self.n_chunks, np.int32)
-    return (self.chunk_index()[:, 0] // _groups(self.spec)[1]).astype(np.int32)
+      return np.zeros((self.n_chunks, self.chunk_size), np.int32)
+    A, S = len(self.spec.activations), len(self.spec.seeds)
+    return (self.chunk_index() // (self.spec.num_models // (A * S))).astype(np.int32)
 
   def chunk_index(self) -> np.ndarray:
     """`[n_chunks, chunk_size]` flat point index (into seeds x points of a seed) of every
     chunk slot; pad slots repeat the last point."""
-    groups, q = _groups(self.spec)
+    groups, q = _groups(self.spec, self.span_seeds)
     C = self.chunk_size
     per_group = -(-q // C)
     if groups > 1:
@@ -227,8 +253,12 @@ def choose_devices(spec: SweepSpec, devices: Sequence) -> tuple:
 
 
 def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = None,
-              max_memory: int | None = None, progress: bool = False) -> Plan:
+              max_memory: int | None = None, progress: bool = False,
+              span_seeds: bool | None = None) -> Plan:
   """The plan of a run: chunk size (chosen, or checked against `max_memory`) and devices.
+
+  `span_seeds`: cut chunks across seeds (shared random numbers); None: `spans_seeds(spec)`.
+  Either way every model reads the same uniforms, so the numbers agree to float rounding.
 
   Raises:
     SpecError: for a bad spec, devices or `chunk_size`, or a grid that cannot fit
@@ -237,12 +267,14 @@ def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = No
   spec = check_spec(spec)
   devices = check_devices(devices)
   max_memory = check_memory_budget(max_memory)
+  span_seeds = spans_seeds(spec) if span_seeds is None else bool(span_seeds)
+  span_seeds = span_seeds and spec.rng == "shared"
   if chunk_size is None:
-    chunk_size = choose_chunk_size(spec, max_memory, len(devices))
+    chunk_size = choose_chunk_size(spec, max_memory, len(devices), span_seeds)
   elif not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
     raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
   elif max_memory is not None and estimate_memory(spec, chunk_size) > max_memory:
     raise SpecError(f"chunk_size={chunk_size} needs about "
                     f"{_gib(estimate_memory(spec, chunk_size))}, over the "
                     f"{_gib(max_memory)} budget")
-  return Plan(spec, int(chunk_size), devices, bool(progress), DRAW_BLOCK_BYTES)
+  return Plan(spec, int(chunk_size), devices, bool(progress), DRAW_BLOCK_BYTES, span_seeds)

@@ -130,10 +130,11 @@ def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_s
 
   The loop over steps is outside, the `lax.map` over chunks inside it: with shared
   random numbers each block draws one batch of uniforms per seed, which every chunk of
-  that seed reads (rather than one draw per chunk and step). Only the chunks' states,
-  which are small, are carried from block to block.
+  that seed reads (rather than one draw per chunk and step); where chunks span seeds,
+  each model's seed's uniforms are gathered into a per-chunk block. Only the chunks'
+  states, which are small, are carried from block to block. `chunk_seed`: `[chunks, C]`.
   """
-  spec, shared = plan.spec, plan.spec.rng == "shared"
+  spec, shared, span = plan.spec, plan.spec.rng == "shared", plan.span_seeds
   trainers = [make_train(spec, act) for act in map(activations.get, spec.activations)]
   init_keys, data_keys = keys[..., 0], keys[..., 1]  # [chunks, C]
   seed_data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)  # [S]
@@ -141,17 +142,25 @@ def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_s
 
   def chunk_block(trainer, ts, u_seeds):
     step = jax.vmap(trainer.step, in_axes=(0, None if shared else 0, 0, 0, 0, 0))
+    # Chunks spanning seeds: each model reads its seed's row of the step's [S, n, B].
+    step_seed = jax.vmap(lambda st, s, u_t, *a: trainer.step(st, u_t[s], *a),
+                         in_axes=(0, 0, None, 0, 0, 0, 0))
 
     def run(chunk):
       state, seed, chunk_data_keys, d, i, r, weight_decay = chunk
+      if shared and span:  # u_seeds: [g, S, n, B]
+        return jax.lax.scan(lambda st, u_t: step_seed(st, seed, u_t, d, i, r, weight_decay),
+                            state, u_seeds)
       # [g, n, B] of the chunk's seed, or [g, C, n, B]: one stream per model.
-      u = u_seeds[seed] if shared else jnp.moveaxis(jax.vmap(draw, (0, None))(chunk_data_keys, ts), 0, 1)
+      u = u_seeds[seed[0]] if shared else jnp.moveaxis(jax.vmap(draw, (0, None))(chunk_data_keys, ts), 0, 1)
       return jax.lax.scan(lambda st, u_t: step(st, u_t, d, i, r, weight_decay), state, u)
 
     return run
 
   def advance(states, ts):
     u_seeds = jax.vmap(draw, (0, None))(seed_data_keys, ts) if shared else None  # [S, g, n, B]
+    if shared and span:
+      u_seeds = jnp.moveaxis(u_seeds, 0, 1)  # [g, S, n, B]: a step's rows together
     out = [jax.lax.map(chunk_block(t, ts, u_seeds),
                        (st, chunk_seed, data_keys, dens, imp, lr, wd))
            for t, st in zip(trainers, states)]
@@ -230,7 +239,8 @@ def progress_ticks(plan: Plan) -> int:
 
 def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None = None,
         max_memory: int | None = None,
-        devices: Sequence[jax.Device] | None = None) -> results.SweepResult:
+        devices: Sequence[jax.Device] | None = None,
+        span_seeds: bool | None = None) -> results.SweepResult:
   """Trains every model of `spec` in one compiled call and returns its results.
 
   Args:
@@ -241,13 +251,15 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None
     max_memory: byte budget for the run (see `plan.estimate_memory`); None = no limit.
     devices: devices to shard the grid over; None = the default backend's, as
       `plan.choose_devices` picks them (one host CPU device for large models).
+    span_seeds: cut chunks across seeds (see `plan.make_plan`); None = where a seed has
+      too few points to fill a chunk. Results do not depend on it beyond float rounding.
   """
   if progress is None:
     progress = sys.stderr.isatty()
   if devices is None:  # the spec is checked first: choose_devices reads it
     devices = choose_devices(check_spec(spec), jax.devices())
   plan = make_plan(spec, devices=devices, chunk_size=chunk_size,
-                   max_memory=max_memory, progress=progress)
+                   max_memory=max_memory, progress=progress, span_seeds=span_seeds)
   compiled, compile_s = compile_plan(plan)
   display = Progress(progress_ticks(plan), spec.num_models * spec.steps) if progress else None
   with showing(display):
@@ -263,6 +275,7 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None
       "spec_digest": spec.digest(),
       "env": environment(plan.devices),
       "engine": {"chunk_size": plan.chunk_size, "devices": len(plan.devices),
+                 "span_seeds": plan.span_seeds,
                  "estimated_bytes": plan.estimated_bytes},
       "timings": {"compile_s": compile_s, "run_s": run_s,
                   "model_steps_per_s": spec.num_models * spec.steps / run_s},

@@ -124,10 +124,11 @@ def test_sharded_over_four_devices_equals_one(sharded_files, rng):
   assert one.meta["engine"]["devices"] == 1
   assert four.meta["env"]["device_count"] == 4 and one.meta["env"]["device_count"] == 1
   # 9 models over 4 devices: chunks of 3, i.e. 3 chunks padded to 4 (one whole pad
-  # chunk on the last device). 1 device: shared mode never lets a chunk span seeds (3
-  # points per seed -> chunks of 3); per_point mode takes all 9 in one chunk.
+  # chunk on the last device). 1 device: all 9 in one chunk (shared mode: the chunk
+  # spans the 3 seeds, each model reading its own seed's uniforms).
   assert four.meta["engine"]["chunk_size"] == 3
-  assert one.meta["engine"]["chunk_size"] == (3 if rng == "shared" else 9)
+  assert one.meta["engine"]["chunk_size"] == 9
+  assert one.meta["engine"]["span_seeds"] == (rng == "shared")
   assert set(four.data) == set(one.data)
   for k in four.data:
     np.testing.assert_allclose(four.data[k], one.data[k], rtol=1e-5, atol=1e-7, err_msg=k)

@@ -192,28 +192,34 @@ def test_point_alone_equals_point_in_grid(grid_and_alone):
 
 @pytest.fixture(scope="module")
 def grid_chunked(grid_and_alone):
-  """GRID run again with chunk sizes 1 and 5: {chunk_size: result}."""
+  """GRID run again with chunk sizes 1 and 5 and, with shared random numbers, with chunks
+  cut per seed: {(chunk_size, span_seeds): result}."""
   rng = grid_and_alone[0]
   spec = SweepSpec(**dict(GRID, rng=rng))
-  return {c: sweep.run(spec, chunk_size=c) for c in (1, 5)}
+  runs = {(c, rng == "shared"): sweep.run(spec, chunk_size=c) for c in (1, 5)}
+  if rng == "shared":
+    runs[(12, False)] = sweep.run(spec, span_seeds=False)
+  return runs
 
 
 def test_chunk_size_does_not_change_results(grid, grid_chunked):
-  """Chunks of 1, 5 and the default train to the same numbers, pads dropped.
+  """Chunks of 1, 5, the default, and (shared) per-seed chunks train to the same numbers.
 
-  GRID has 12 points per seed and 24 per activation: chunks of 5 carry pads in both rng
-  modes (15 and 25 slots), the default is one seed's 12 points in shared mode and all 24
-  in per_point mode, and chunks of 1 train every model on its own.
+  GRID has 12 points per seed and 24 per activation: chunks of 5 carry pads (25 slots),
+  chunks of 1 train every model on its own. A seed's 12 points are fewer than a
+  cache-sized chunk, so by default chunks span seeds (all 24 points, each model reading
+  its own seed's uniforms); cut per seed, a chunk is one seed's 12 points.
   """
-  assert grid.meta["engine"]["chunk_size"] == (12 if grid.spec.rng == "shared" else 24)
+  assert grid.meta["engine"]["chunk_size"] == 24
+  assert grid.meta["engine"]["span_seeds"] == (grid.spec.rng == "shared")
   ok = ~grid["diverged"]  # diverged models hold inf/NaN garbage that need not agree
   assert ok.sum() == 24
-  for c, res in grid_chunked.items():
-    assert res.meta["engine"]["chunk_size"] == c
+  for (c, span), res in grid_chunked.items():
+    assert (res.meta["engine"]["chunk_size"], res.meta["engine"]["span_seeds"]) == (c, span)
     np.testing.assert_array_equal(res["diverged"], grid["diverged"])
     for k in ("W", "b", "loss_history", "eval_loss", "feature_dimensionality"):
       np.testing.assert_allclose(res[k][ok], grid[k][ok], rtol=1e-4, atol=1e-5,
-                                 err_msg=f"chunk_size={c}: {k}")
+                                 err_msg=f"chunk_size={c}, span_seeds={span}: {k}")
   # Not vacuous: the sane models all differ at this tolerance (none copied from a pad).
   W = grid.sel(lr=1e-2)["W"].reshape(-1, 2 * 5)
   for i in range(len(W)):
@@ -333,6 +339,28 @@ def test_two_static_configs_in_one_process():
     with CompileEvents() as again:
       sweep._program(layout).lower(*sweep.program_inputs(spec))
     assert first.count(first.TRACE) >= 1 and again.count(again.TRACE) == 0
+
+
+def test_chunks_span_seeds_only_where_a_seed_cannot_fill_one():
+  """Shared random numbers, 6 points per seed (fewer than a cache-sized chunk): chunks
+  of 9 cut across the 3 seeds, each slot knowing its own seed; per-point streams, one
+  seed, or seeds with many points keep chunks within a seed."""
+  few = dict(n=10, m=5, activations=("relu",), densities=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003),
+             seeds=(0, 1, 2), batch_size=1024, eval_size=1024, steps=10, log_every=5)
+  one = jax.devices()[:1]
+  layout = plan.make_plan(SweepSpec(**few), devices=one)
+  assert layout.span_seeds and layout.chunk_size == 9 and layout.n_chunks == 2
+  np.testing.assert_array_equal(layout.chunk_seeds(), [[0] * 6 + [1] * 3, [1] * 3 + [2] * 6])
+  np.testing.assert_array_equal(layout.chunk_index().ravel(), np.arange(18))
+  per_seed = plan.make_plan(SweepSpec(**few), devices=one, span_seeds=False)
+  assert not per_seed.span_seeds and per_seed != layout
+  np.testing.assert_array_equal(per_seed.chunk_seeds(), np.repeat([0, 1, 2], 6).reshape(3, 6))
+  for kw in (dict(rng="per_point"), dict(seeds=(0,))):
+    assert not plan.make_plan(SweepSpec(**dict(few, **kw)), devices=one).span_seeds, kw
+  many = SweepSpec(**dict(few, n=2, m=1, importance_kind="relative",
+                          densities=tuple(np.geomspace(0.01, 1, 20)),
+                          importances=tuple(np.geomspace(0.1, 10, 20))))
+  assert not plan.make_plan(many, devices=one).span_seeds
 
 
 def test_plans_equal_by_static_settings_only():
