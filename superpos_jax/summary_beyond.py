@@ -121,11 +121,19 @@ def _header(name: str, result: SweepResult) -> dict[str, Any]:
   return summary._header(name, result)
 
 
-def superposition_by_scale(n2: SweepResult) -> np.ndarray:
-  """`[A, α]`: the n = 2 fraction of points in superposition at density < 0.1 (best seed,
-  `summary.superposition_fraction`) at each init scale."""
-  return np.stack([summary.superposition_fraction(n2.sel(init_scale=a))[:, 0]
+def superposition_by_scale(n2: SweepResult, seed_rule: str = "best") -> np.ndarray:
+  """`[A, α]`: the n = 2 fraction of points in superposition at density < 0.1
+  (`summary.superposition_fraction`: "best" seed, or "per_seed", every healthy seed a
+  case) at each init scale."""
+  return np.stack([summary.superposition_fraction(n2.sel(init_scale=a), seed_rule=seed_rule)[:, 0]
                    for a in n2.coords["init_scale"]], axis=1)
+
+
+def closed_form_by_scale(n2: SweepResult, seed_rule: str = "best") -> dict[str, float]:
+  """Per init scale: the fraction of n = 2 ReLU cases in the closed-form phase
+  (`summary.closed_form_agreement`, all points)."""
+  return {f"{a:g}": summary.closed_form_agreement(n2.sel(init_scale=a), seed_rule)["all"]
+          for a in n2.coords["init_scale"]}
 
 
 def dstar_by_scale(n200: SweepResult) -> np.ndarray:
@@ -138,19 +146,53 @@ def dstar_by_scale(n200: SweepResult) -> np.ndarray:
   return np.stack(out, axis=1)
 
 
-def init_scale_summary(n2: SweepResult, n200: SweepResult) -> dict[str, Any]:
+def init_scale_summary(n2: SweepResult, n200: SweepResult,
+                       n2_long: SweepResult | None = None) -> dict[str, Any]:
   """Per init scale α and activation: the n = 2 superposition fraction at density < 0.1
-  and the n = 200 D* at the densest and the sparsest density (best seed)."""
-  sup, dstar = superposition_by_scale(n2), dstar_by_scale(n200)
+  (best and typical seed), ReLU's agreement with the closed form, the n = 200 D* at
+  the densest and the sparsest density (best seed), and how far each part is from
+  converged (`summary.convergence`: a large init takes longer to shrink). `n2_long`: the
+  n = 2 grid at one α trained longer; the same n = 2 numbers and convergence for it."""
+  dstar = dstar_by_scale(n200)
   d = n200.coords["density"]
   scales = n200.coords["init_scale"]
-  return {"experiment": "init_scale", "n2": _header("init_scale-n2", n2),
-          "n200": _header("init_scale-n200", n200), "seed_rule": BEST,
-          f"superposition fraction, density < {summary.DENSITY_EDGES[0]}, by init scale": {
-              f"{a:g}": _by_act(n2, sup[:, i]) for i, a in enumerate(n2.coords["init_scale"])},
-          "dims_per_feature (densest, sparsest) by init scale": {
-              f"{a:g}": _by_act(n200, dstar[:, i]) for i, a in enumerate(scales)},
-          "densities (densest, sparsest)": [d.max(), d.min()]}
+  band = f"density < {summary.DENSITY_EDGES[0]}"
+  out = {"experiment": "init_scale", "n2": _header("init_scale-n2", n2),
+         "n200": _header("init_scale-n200", n200), "seed_rule": BEST}
+  for rule in summary.RULES:
+    label = "" if rule == "best" else f", {summary.SEED_LABELS[rule]}"
+    sup = superposition_by_scale(n2, rule)
+    out[f"superposition fraction, {band}, by init scale{label}"] = {
+        f"{a:g}": _by_act(n2, sup[:, i]) for i, a in enumerate(n2.coords["init_scale"])}
+  if "relu" in n2.coords["activation"]:
+    out["relu closed-form agreement by init scale"] = {
+        summary.SEED_LABELS[rule]: closed_form_by_scale(n2, rule) for rule in summary.RULES}
+  out["dims_per_feature (densest, sparsest) by init scale"] = {
+      f"{a:g}": _by_act(n200, dstar[:, i]) for i, a in enumerate(scales)}
+  out["densities (densest, sparsest)"] = [d.max(), d.min()]
+  for part, res in (("n2", n2), ("n200", n200)):
+    conv = {f"{a:g}": summary.convergence(res.sel(init_scale=a)) for a in res.coords["init_scale"]}
+    first = next(iter(conv.values()))
+    out[f"{part} convergence: median |relative loss change| by init scale"] = {
+        "seed_rule": "every seed", "from_step": first.from_step,
+        "to_step": int(res.extra["history_steps"][-1]),
+        **{a: _by_act(res, c.median) for a, c in conv.items()}}
+  if n2_long is not None:
+    (alpha,) = n2_long.coords["init_scale"]
+    conv = summary.convergence(n2_long)
+    long = {"run": _header("init_scale-n2-long", n2_long)}
+    for rule in summary.RULES:
+      sup = superposition_by_scale(n2_long, rule)[:, 0]
+      long[f"superposition fraction, {band}, {summary.SEED_LABELS[rule]}"] = _by_act(n2_long, sup)
+    if "relu" in n2_long.coords["activation"]:
+      long["relu closed-form agreement"] = {
+          summary.SEED_LABELS[rule]: closed_form_by_scale(n2_long, rule)[f"{alpha:g}"]
+          for rule in summary.RULES}
+    long["convergence: median |relative loss change|"] = {
+        "seed_rule": "every seed", "from_step": conv.from_step,
+        "to_step": int(n2_long.extra["history_steps"][-1]), **_by_act(n2_long, conv.median)}
+    out[f"n2 at init scale {alpha:g}, {n2_long.spec.steps} steps"] = long
+  return out
 
 
 def privileged_summary(result: SweepResult) -> dict[str, Any]:

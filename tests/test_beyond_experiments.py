@@ -90,14 +90,30 @@ def _values(by_act):
 def test_init_scale_quick(tmp_path):
   out = _run(tmp_path, "init_scale")
   for part, n in (("n2", 2), ("n200", 200)):
-    (path,) = glob.glob(str(tmp_path / "runs" / f"init_scale-{part}-*.npz"))
+    (path,) = glob.glob(str(tmp_path / "runs" / f"init_scale-{part}-cpu-*.npz"))
     res = results.load(path)
     assert res.spec.n == n and len(res.coords["init_scale"]) == 4
+  (path,) = glob.glob(str(tmp_path / "runs" / "init_scale-n2-long-*.npz"))
+  long = results.load(path)
+  assert long.coords["init_scale"].tolist() == [3.0] and long.spec.steps == 4 * 300
+  key = "n2 at init scale 3, 1200 steps"
+  assert out[key]["run"]["steps"] == 1200
+  assert 0 <= out[key]["relu closed-form agreement"]["typical seed"] <= 1
+  _png(tmp_path, "init_scale", "phase_alpha3_1200_steps")
   sup = out["superposition fraction, density < 0.1, by init scale"]
   dstar = out["dims_per_feature (densest, sparsest) by init scale"]
   assert list(sup) == list(dstar) == ["0.1", "0.3", "1", "3"]
+  typical = out["superposition fraction, density < 0.1, by init scale, typical seed"]
+  agree = out["relu closed-form agreement by init scale"]
+  assert list(typical) == list(agree["best seed"]) == list(agree["typical seed"]) == list(sup)
   for alpha in sup:
     assert np.all((_values(sup[alpha]) >= 0) & (_values(sup[alpha]) <= 1))
+    assert np.all((_values(typical[alpha]) >= 0) & (_values(typical[alpha]) <= 1))
+    assert all(0 <= agree[rule][alpha] <= 1 for rule in agree)
+  for part in ("n2", "n200"):
+    conv = out[f"{part} convergence: median |relative loss change| by init scale"]
+    assert conv["to_step"] > conv["from_step"]
+    assert all(np.all(_values(conv[alpha]) >= 0) for alpha in sup)
     assert np.all(_values(dstar[alpha]) > 0) and len(dstar[alpha]["relu"]) == 2
     _png(tmp_path, "init_scale", f"phase_alpha{alpha}")
     _png(tmp_path, "init_scale", f"dstar_alpha{alpha}")
@@ -125,6 +141,13 @@ def test_correlated_features_quick(tmp_path):
     assert np.all((pairs >= 0) & (pairs <= 5))
   for suffix in ("pairs", "gram_correlated", "gram_anticorrelated"):
     _png(tmp_path, "correlated_features", suffix)
+  # The two-panel figure's caption names both data families, not only the first.
+  from superpos_jax import plotting
+  runs = {results.load(p).spec.data: results.load(p)
+          for p in glob.glob(str(tmp_path / "runs" / "correlated_features*.npz"))}
+  title = plotting.figure_pair_cosines(runs["correlated"], runs["anticorrelated"])
+  title = title._suptitle.get_text()
+  assert "correlated (left) and anticorrelated (right)" in title, title
 
 
 def test_computation_quick(tmp_path):

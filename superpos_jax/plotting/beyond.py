@@ -45,10 +45,10 @@ def plot_activation_lines(ax, x: np.ndarray, values: np.ndarray, acts: Sequence[
   ax.tick_params(labelsize=8)
 
 
-def _settings(result: results.SweepResult) -> list[str]:
+def _settings(result: results.SweepResult, families: str | None = None) -> list[str]:
   """The caption of the slice `summary_beyond.best_grid` takes (first of each setting)."""
   res, _, chosen, _, _ = prepare(result, None, None, "best")
-  return caption(res, "best", chosen)
+  return caption(res, "best", chosen, families=families)
 
 
 def _legend(fig: Figure, ax) -> None:
@@ -106,7 +106,8 @@ def figure_pair_cosines(correlated: results.SweepResult,
   axes[0].set_ylim(-1.1, 1.1)
   _legend(fig, axes[1])
   return finish(fig, "Do correlated pairs go orthogonal and anticorrelated pairs antipodal?",
-                _settings(correlated),
+                _settings(correlated, f"{correlated.spec.model} model, correlated (left) and "
+                          "anticorrelated (right) feature pairs"),
                 f"mean over pairs with both ||W_i|| > {fmt(summary_beyond.PAIR_NORM)}; "
                 "a gap: no pair embedded")
 
@@ -138,29 +139,45 @@ def figure_computed_features(result: results.SweepResult, counts: np.ndarray) ->
                 f"R² > {fmt(summary_beyond.COMPUTED_R2)} against |x_i| over x_i in [-1, 1]")
 
 
-def figure_init_scale_overview(n2: results.SweepResult, n200: results.SweepResult) -> Figure:
-  """Against the init scale α: the n = 2 superposition fraction at density < 0.1 and the
-  n = 200 D* at the sparsest density (best seed).
+def figure_init_scale_overview(n2: results.SweepResult, n200: results.SweepResult,
+                               n2_long: results.SweepResult | None = None) -> Figure:
+  """Against the init scale α: the n = 2 superposition fraction at density < 0.1 (best
+  and typical seed) and the n = 200 D* at the sparsest density (best seed).
 
   Args:
     n2: an n = 2 result with an init-scale axis.
     n200: an n = 200 result with an init-scale axis.
+    n2_long: the n = 2 grid at one α trained longer, drawn as open stars.
 
   Returns:
-    Two panels, one line per activation.
+    Three panels, one line per activation.
   """
-  fig = Figure(figsize=(9.5, 4.0), layout="constrained")
-  left, right = fig.subplots(1, 2)
-  plot_activation_lines(left, n2.coords["init_scale"], summary_beyond.superposition_by_scale(n2),
-                        [str(a) for a in n2.coords["activation"]], xlabel="init scale α",
-                        ylabel=f"n=2: fraction in superposition, 1-S < {summary.DENSITY_EDGES[0]}")
-  left.set_ylim(-0.05, 1.05)
+  fig = Figure(figsize=(13.0, 4.0), layout="constrained")
+  best, typical, right = fig.subplots(1, 3)
+  acts = [str(a) for a in n2.coords["activation"]]
+  for ax, rule in ((best, "best"), (typical, summary.PER_SEED)):
+    plot_activation_lines(ax, n2.coords["init_scale"],
+                          summary_beyond.superposition_by_scale(n2, rule), acts,
+                          xlabel="init scale α",
+                          ylabel=f"n=2: fraction in superposition, 1-S < {summary.DENSITY_EDGES[0]}")
+    if n2_long is not None:
+      colors = activation_colors(acts)
+      long = summary_beyond.superposition_by_scale(n2_long, rule)[:, 0]
+      for a, act in enumerate(acts):
+        ax.plot(n2_long.coords["init_scale"], [long[a]], marker="*", markersize=11,
+                markerfacecolor="none", color=colors[act], linestyle="none",
+                label=f"{n2_long.spec.steps:,} steps" if a == 0 else None)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(f"n=2, {summary.SEED_LABELS[rule]}", fontsize=10, fontweight="bold")
   sparsest = summary_beyond.dstar_by_scale(n200)[..., 1]
   plot_activation_lines(right, n200.coords["init_scale"], sparsest,
                         [str(a) for a in n200.coords["activation"]], xlabel="init scale α",
                         ylabel="n=200: D* at the sparsest density")
-  _legend(fig, left)
-  settings = [f"{label}: " + ", ".join(p for p in _settings(res)[:3] if "init scale" not in p)
-              for label, res in (("left", n2), ("right", n200))]
+  right.set_title("n=200, best seed", fontsize=10, fontweight="bold")
+  _legend(fig, best)
+  settings = [", ".join(p for p in _settings(res)[:3] if "init scale" not in p)
+              for res in (n2, n200)]
   return finish(fig, "What the init scale changes", settings,
-                "best seed; left from the n=2 phase diagrams, right from the n=200 D* curves")
+                "typical seed: every (point, seed) counted; left two from the n=2 phase "
+                "diagrams (open stars: the same grid trained longer), right from the n=200 "
+                "D* curves")

@@ -42,7 +42,7 @@ def _importance_text(spec: SweepSpec, r: float | None) -> str:
 
 
 def caption(result: results.SweepResult, seed_rule: str, chosen: Mapping[str, float],
-            importance_on_axis: bool = False) -> list[str]:
+            importance_on_axis: bool = False, families: str | None = None) -> list[str]:
   """The settings a reader needs (n, m, steps, lr, importance, seed rule), as phrases.
 
   Args:
@@ -50,6 +50,7 @@ def caption(result: results.SweepResult, seed_rule: str, chosen: Mapping[str, fl
     seed_rule: how the figure collapses seeds.
     chosen: the importance / lr the figure fixed (see `panels.select`).
     importance_on_axis: the importance r is a plot axis, not one fixed value.
+    families: the model / data phrase when the figure shows more than `result`'s family.
 
   Returns:
     Phrases for `finish`.
@@ -62,7 +63,9 @@ def caption(result: results.SweepResult, seed_rule: str, chosen: Mapping[str, fl
     parts.append(f"AdamW lr={fmt(lr)}, wd={fmt(wd)}")
   if spec.init_scales != (1.0,) or "init_scale" in chosen:
     parts.append(f"init scale α={fmt(chosen.get('init_scale', spec.init_scales[0]))}")
-  if spec.model != "bottleneck" or spec.data != "independent":
+  if families is not None:
+    parts.append(families)
+  elif spec.model != "bottleneck" or spec.data != "independent":
     parts.append(f"{spec.model} model, {spec.data} features")
   if importance_on_axis:
     parts.append(_importance_text(spec, None) + " (r on the y axis)")
