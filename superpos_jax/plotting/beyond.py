@@ -101,7 +101,7 @@ def figure_pair_cosines(correlated: results.SweepResult,
     plot_activation_lines(ax, res.coords["density"], cos, acts, xlabel="density 1-S",
                           ylabel=r"mean $\cos(W_{2k}, W_{2k+1})$")
     ax.axhline(expected, color="0.3", linestyle="--", linewidth=1.0,
-               label=f"TMS, ReLU: {fmt(expected)}")
+               label="TMS, ReLU: 0 (left), -1 (right)")
     ax.set_title(f"{name} pairs", fontsize=10, fontweight="bold")
   axes[0].set_ylim(-1.1, 1.1)
   _legend(fig, axes[1])
