@@ -84,13 +84,15 @@ NOTES = [
     "init and data keys, batch, AdamW step, loss windows and final evaluation; max abs dW: "
     "final W against vmapped on the points both trained for all steps).",
     "RNG: vmapped draws one [n, B] uniform batch per step per seed, read by every chunk "
-    "of models sharing that seed (common random numbers, each model thins it with its own "
-    "density; where a seed has fewer points than a chunk, as n10's 7, chunks span seeds "
-    "and each model reads its own seed's batch); looped-switch draws it once per chunk; looped-jit and looped-step once per "
-    "model, as a user's loop would. Every model sees the same numbers; only the cost of "
-    "drawing differs.",
+    "of models sharing that seed (common random numbers, each model thins it with its "
+    "own density; where a seed has fewer points than a chunk, as n10's 7, chunks span "
+    "seeds and each model reads its own seed's batch); looped-switch draws it once per "
+    "chunk; looped-jit and looped-step once per model, as a user's loop would. Every "
+    "model sees the same numbers; only the cost of drawing differs.",
     "looped-jit and looped-step run on one device, as a plain loop does; vmapped and "
-    "looped-switch shard the grid over all devices (one XLA CPU device per core).",
+    "looped-switch shard the grid over all devices (one XLA CPU device per core). "
+    "looped-switch cuts its chunks per seed (at n10: 4 models, 24 slots for 21 models "
+    "per activation, where vmapped spans seeds with 11), so its ratio includes that.",
     "Speed-up (run) = run time of the way / run time of vmapped, compile excluded; "
     "(compile+run) includes each way's compile time (looped ways compile once per "
     "activation).",

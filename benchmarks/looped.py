@@ -10,7 +10,9 @@ them compares equal work:
                  the best a careful user of plain JAX would write;
   looped-step    `jit(trainer.step)`, a Python loop over steps and points: what most
                  public ports do;
-  looped-switch  the engine's chunks (`plan.make_plan`) of every activation in one
+  looped-switch  the engine's chunks cut per seed (`plan.make_plan(span_seeds=False)`:
+                 the engine's own layout unless its chunks span seeds, as at n=10) of
+                 every activation in one
                  program, the activation picked per model by `lax.switch`; under `vmap` a
                  switch with a batched index runs every branch for every model, which is
                  why the engine compiles one program branch per activation instead. Each
@@ -226,7 +228,7 @@ def make_switch_program(spec: SweepSpec, plan: Plan) -> Callable:
 
   Args:
     spec: the workload.
-    plan: the engine's plan of `spec` (chunk size, draw block, devices).
+    plan: a plan of `spec` with chunks cut per seed (chunk size, draw block, devices).
 
   Returns:
     `program(act, key, density, importance, lr, weight_decay) -> TrainOutput` with every

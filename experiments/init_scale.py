@@ -25,7 +25,8 @@ LONG_FACTOR = 4  # the long n=2 run: the largest α for 4x the steps (5,000 -> 2
 PRESETS = {
     # Four init scales at the study's cost per scale would take four times as long: a
     # 16 x 16 diagram with 5 seeds (not 20 x 20 with 10) and 5 D* densities (not 20; the
-    # summary reads both ends) keep it near 26 minutes on 2 CPU cores (README rates).
+    # summary reads both ends) keep the two grids near 21 minutes on 2 CPU cores, and the
+    # long n=2 run at the largest α adds about 7 (27 in all, measured; see the README).
     "paper": {
         "n2": dict(n=2, m=1, densities=tuple(np.geomspace(0.01, 1.0, 16)),
                    importance_kind="relative", importances=tuple(np.geomspace(0.1, 10.0, 16)),

@@ -9,8 +9,8 @@ Points are ordered (seed, density, importance, lr, weight decay, init scale) wit
 activation. With shared random numbers (`rng="shared"`) every chunk reads its seed's one
 `[n, B]` batch of uniforms per step. Where a seed has fewer points than a cache-sized
 chunk (n=10: 7 densities per seed), chunks span seeds instead (`Plan.span_seeds`), and
-each model reads its own seed's batch, gathered per block: fuller chunks and less padding
-for one extra copy of the uniforms.
+each model indexes its own seed's row of the step's `[S, n, B]` draw: fuller chunks and
+less padding for one transposed copy of each block's draw.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def _cache_chunk(spec: SweepSpec) -> int:
 def spans_seeds(spec: SweepSpec) -> bool:
   """Whether chunks should span seeds by default: shared random numbers, several seeds,
   and fewer points per seed than a cache-sized chunk (chunks cut per seed would be small
-  and padded: n=10, 7 densities x 3 seeds on 2 devices filled 21 of 28 slots)."""
+  and padded: n=10, 7 densities x 3 seeds on 2 devices, chunks of 4 filled 21 of 24
+  slots; spanning seeds, chunks of 11 fill 21 of 22)."""
   A, S = len(spec.activations), len(spec.seeds)
   return spec.rng == "shared" and S > 1 and spec.num_models // (A * S) < _cache_chunk(spec)
 
@@ -103,7 +104,7 @@ def check_devices(devices) -> tuple:
 
 
 def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: int = 1,
-                      span_seeds: bool = False) -> int:
+                      span_seeds: bool | None = None) -> int:
   """Models per chunk: cache-sized for speed, shrunk to fit `max_memory` bytes, and cut so
   that the chunks fill every device with as little padding as possible.
 
@@ -114,6 +115,8 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
   Raises:
     SpecError: if even one model per chunk would exceed `max_memory`.
   """
+  if span_seeds is None:
+    span_seeds = spans_seeds(spec)
   groups, q = _groups(spec, span_seeds)
   target = min(_cache_chunk(spec), q, -(-groups * q // devices))  # every device gets work
   if max_memory is not None:
@@ -137,14 +140,14 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
   """The layout of one run. Two plans are equal (and share a compiled program) when their
-  spec's static settings, chunk size, devices and progress flag are equal: swept values
-  are arguments of the program, not part of it.
+  spec's static settings, chunk size, devices, progress flag, draw block and seed
+  spanning are equal: swept values are arguments of the program, not part of it.
 
   Attributes:
     spec: the spec (the program reads only its static fields, `static_key`).
     chunk_size: models trained together in one scan.
     devices: the chunks are sharded over these.
-    progress: report progress through a host callback once per log window and chunk.
+    progress: report progress through a host callback once per log window and device.
     block_bytes: most bytes of uniforms a chunk draws at once (`DRAW_BLOCK_BYTES`).
     span_seeds: chunks are cut across seeds, each model reading its own seed's uniforms
       (shared random numbers only; `spans_seeds` chooses it by default).
@@ -181,13 +184,13 @@ class Plan:
   @property
   def step_draw_bytes(self) -> int:
     """Bytes of the uniforms alive together for one step: one `[n, B]` batch per seed
-    (shared random numbers; plus a chunk's gathered copy when chunks span seeds), or one
-    per model of a chunk (per-point streams)."""
+    (shared random numbers; twice when chunks span seeds, whose block of draws is also
+    transposed to steps-first), or one per model of a chunk (per-point streams)."""
     spec = self.spec
     if spec.rng != "shared":
       streams = self.chunk_size
     else:
-      streams = len(spec.seeds) + (self.chunk_size if self.span_seeds else 0)
+      streams = len(spec.seeds) * (2 if self.span_seeds else 1)
     return 4 * spec.n * spec.batch_size * streams
 
   def chunk_seeds(self) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Each function on weights works on any leading axes; each one on a result answers for the
 best seed (lowest eval loss) at every (activation, density) of the result's first
-importance, lr, weight decay and init scale unless a selection is made first, and gives
+importance, lr, weight decay and init scale unless a selection is made first (or a
+`seed_rule` asks for the typical seed: every healthy (point, seed) counted), and gives
 NaN where that seed diverged. The thresholds are plain and stated in every summary
 (SCIENCE.md, "Beyond the study"):
 
@@ -158,7 +159,8 @@ def init_scale_summary(n2: SweepResult, n200: SweepResult,
   scales = n200.coords["init_scale"]
   band = f"density < {summary.DENSITY_EDGES[0]}"
   out = {"experiment": "init_scale", "n2": _header("init_scale-n2", n2),
-         "n200": _header("init_scale-n200", n200), "seed_rule": BEST}
+         "n200": _header("init_scale-n200", n200),
+         "seed_rule": f"{BEST} unless a key names another"}
   for rule in summary.RULES:
     label = "" if rule == "best" else f", {summary.SEED_LABELS[rule]}"
     sup = superposition_by_scale(n2, rule)

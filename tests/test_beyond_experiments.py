@@ -110,13 +110,13 @@ def test_init_scale_quick(tmp_path):
     assert np.all((_values(sup[alpha]) >= 0) & (_values(sup[alpha]) <= 1))
     assert np.all((_values(typical[alpha]) >= 0) & (_values(typical[alpha]) <= 1))
     assert all(0 <= agree[rule][alpha] <= 1 for rule in agree)
+    assert np.all(_values(dstar[alpha]) > 0) and len(dstar[alpha]["relu"]) == 2
+    _png(tmp_path, "init_scale", f"phase_alpha{alpha}")
+    _png(tmp_path, "init_scale", f"dstar_alpha{alpha}")
   for part in ("n2", "n200"):
     conv = out[f"{part} convergence: median |relative loss change| by init scale"]
     assert conv["to_step"] > conv["from_step"]
     assert all(np.all(_values(conv[alpha]) >= 0) for alpha in sup)
-    assert np.all(_values(dstar[alpha]) > 0) and len(dstar[alpha]["relu"]) == 2
-    _png(tmp_path, "init_scale", f"phase_alpha{alpha}")
-    _png(tmp_path, "init_scale", f"dstar_alpha{alpha}")
   _png(tmp_path, "init_scale", "overview")
 
 
@@ -143,8 +143,8 @@ def test_correlated_features_quick(tmp_path):
     _png(tmp_path, "correlated_features", suffix)
   # The two-panel figure's caption names both data families, not only the first.
   from superpos_jax import plotting
-  runs = {results.load(p).spec.data: results.load(p)
-          for p in glob.glob(str(tmp_path / "runs" / "correlated_features*.npz"))}
+  loaded = [results.load(p) for p in glob.glob(str(tmp_path / "runs" / "correlated_features*.npz"))]
+  runs = {res.spec.data: res for res in loaded}
   title = plotting.figure_pair_cosines(runs["correlated"], runs["anticorrelated"])
   title = title._suptitle.get_text()
   assert "correlated (left) and anticorrelated (right)" in title, title

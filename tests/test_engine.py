@@ -99,6 +99,9 @@ _SHARDED_SCRIPT = textwrap.dedent("""
                              steps=20, batch_size=64, eval_size=256, log_every=10, rng=rng)
       for name, devices in (("four", jax.devices()), ("one", jax.devices()[:1])):
         results.save(sweep.run(spec, devices=devices), f"{sys.argv[1]}/{rng}_{name}")
+      if rng == "shared":  # chunks of 2 across seeds, with pad slots and pad chunks
+        results.save(sweep.run(spec, devices=jax.devices(), chunk_size=2),
+                     f"{sys.argv[1]}/{rng}_four_chunk2")
 """)
 
 
@@ -112,6 +115,16 @@ def sharded_files(tmp_path_factory):
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return folder
+
+
+def test_chunks_spanning_seeds_over_four_devices_equal_one(sharded_files):
+  """Chunks of 2 over 9 points of 3 seeds: 5 chunks padded to 8 on 4 devices, chunk
+  [2, 3] mixing seeds 0 and 1 and [8, 8] a pad slot; the same arrays as one device."""
+  mixed = results.load(sharded_files / "shared_four_chunk2.npz")
+  one = results.load(sharded_files / "shared_one.npz")
+  assert mixed.meta["engine"]["chunk_size"] == 2 and mixed.meta["engine"]["span_seeds"]
+  for k in one.data:
+    np.testing.assert_allclose(mixed.data[k], one.data[k], rtol=1e-5, atol=1e-7, err_msg=k)
 
 
 @pytest.mark.parametrize("rng", ["shared", "per_point"])
@@ -229,7 +242,8 @@ MEM_SPEC = SweepSpec(n=6, m=3, activations=("relu",), densities=(1.0, 0.1, 0.01)
 def test_choose_chunk_size_fits_the_budget():
   """A small byte budget shrinks the chunk until the estimate fits it."""
   default = plan.choose_chunk_size(MEM_SPEC)
-  assert default == 3  # one seed's points (shared-RNG chunks never span seeds)
+  assert default == 9  # 3 points per seed: the chunk spans the 3 seeds
+  assert plan.choose_chunk_size(MEM_SPEC, span_seeds=False) == 3  # one seed's points
   budget = plan.estimate_memory(MEM_SPEC, 2)
   chunk = plan.choose_chunk_size(MEM_SPEC, max_memory=budget)
   assert 1 <= chunk <= 2
@@ -250,8 +264,9 @@ def test_chunks_fill_the_devices_without_padding(n, m, points, seeds, devices):
   spec = SweepSpec(n=n, m=m, activations=("relu",), importance_kind="uniform",
                          importances=(1.0,), seeds=tuple(range(seeds)),
                          densities=tuple(np.geomspace(0.01, 1.0, points)))
+  span = plan.spans_seeds(spec)
   chunk = plan.choose_chunk_size(spec, devices=devices)
-  layout = plan.Plan(spec, chunk, (None,) * devices)  # the layout only counts devices
+  layout = plan.Plan(spec, chunk, (None,) * devices, span_seeds=span)  # counts devices only
   assert layout.n_chunks * chunk == spec.num_models
   assert chunk >= min(points, plan.MIN_CHUNK) // 2
 

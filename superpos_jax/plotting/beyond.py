@@ -175,8 +175,8 @@ def figure_init_scale_overview(n2: results.SweepResult, n200: results.SweepResul
                         ylabel="n=200: D* at the sparsest density")
   right.set_title("n=200, best seed", fontsize=10, fontweight="bold")
   _legend(fig, best)
-  settings = [", ".join(p for p in _settings(res)[:3] if "init scale" not in p)
-              for res in (n2, n200)]
+  settings = [f"{label}: " + ", ".join(p for p in _settings(res)[1:3] if "init scale" not in p)
+              for label, res in (("left two, n=2, m=1", n2), ("right, n=200, m=20", n200))]
   return finish(fig, "What the init scale changes", settings,
                 "typical seed: every (point, seed) counted; left two from the n=2 phase "
                 "diagrams (open stars: the same grid trained longer), right from the n=200 "
