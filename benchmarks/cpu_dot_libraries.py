@@ -35,17 +35,18 @@ CONFIGS = {
     f"oneDNN asked for, {MANY} devices": (MANY, DOTS_OFF + " --xla_cpu_use_onednn=true"),
 }
 TIMEOUT_S = 900
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 _CHILD = r"""
 import json, re, sys, time
-import numpy as np, jax
+import jax
+sys.path.insert(0, sys.argv[3])
+from benchmark import COMMON, N200  # the benchmark's n=200 workload
 from superpos_jax import activations, plan, sweep
 from superpos_jax.spec import SweepSpec
 steps, devices = int(sys.argv[1]), int(sys.argv[2])
-spec = SweepSpec(n=200, m=20, activations=activations.STUDY,  # benchmark.N200
-                 densities=tuple(20.0 ** -np.linspace(0, 1, 20)), importance_kind="uniform",
-                 importances=(1.0,), seeds=(0,), steps=steps, log_every=min(50, steps),
-                 batch_size=1024, eval_size=1024, lrs=(1e-3,))
+spec = SweepSpec(**N200, **COMMON, activations=activations.STUDY, steps=steps,
+                 log_every=min(50, steps))
 layout = plan.make_plan(spec, devices=jax.devices()[:devices])
 compiled, _ = sweep.compile_plan(layout)
 text = compiled.as_text()
@@ -70,8 +71,8 @@ def measure(devices: int, flags: str, steps: int) -> dict:
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={MANY} {flags}")
   try:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(steps), str(devices)], env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(steps), str(devices), HERE],
+                          env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
   except subprocess.TimeoutExpired:
     return {"error": f"timed out after {TIMEOUT_S} s"}
   if proc.returncode != 0:

@@ -52,23 +52,27 @@ def _cache_chunk(spec: SweepSpec) -> int:
   return max(CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size), MIN_CHUNK)
 
 
+def _points_per_seed(spec: SweepSpec) -> int:
+  """Grid points of one activation and one seed."""
+  return spec.num_models // (len(spec.activations) * len(spec.seeds))
+
+
 def spans_seeds(spec: SweepSpec) -> bool:
   """Whether chunks should span seeds by default: shared random numbers, several seeds,
   and fewer points per seed than a cache-sized chunk (chunks cut per seed would be small
   and padded: n=10, 7 densities x 3 seeds on 2 devices, chunks of 4 filled 21 of 24
   slots; spanning seeds, chunks of 11 fill 21 of 22)."""
-  A, S = len(spec.activations), len(spec.seeds)
-  return spec.rng == "shared" and S > 1 and spec.num_models // (A * S) < _cache_chunk(spec)
+  return (spec.rng == "shared" and len(spec.seeds) > 1
+          and _points_per_seed(spec) < _cache_chunk(spec))
 
 
 def _groups(spec: SweepSpec, span_seeds: bool) -> tuple[int, int]:
   """`(groups, points per group)` that chunks are cut from, per activation: one group per
   seed with shared random numbers (a chunk draws for one seed) unless chunks span seeds,
   else one group."""
-  A, S = len(spec.activations), len(spec.seeds)
   if spec.rng == "shared" and not span_seeds:
-    return (S, spec.num_models // (A * S))
-  return (1, spec.num_models // A)
+    return (len(spec.seeds), _points_per_seed(spec))
+  return (1, spec.num_models // len(spec.activations))
 
 
 def _gib(nbytes: float) -> str:
@@ -198,8 +202,7 @@ class Plan:
     equal along a chunk unless chunks span seeds; per-point streams: unused, 0)."""
     if self.spec.rng != "shared":
       return np.zeros((self.n_chunks, self.chunk_size), np.int32)
-    A, S = len(self.spec.activations), len(self.spec.seeds)
-    return (self.chunk_index() // (self.spec.num_models // (A * S))).astype(np.int32)
+    return (self.chunk_index() // _points_per_seed(self.spec)).astype(np.int32)
 
   def chunk_index(self) -> np.ndarray:
     """`[n_chunks, chunk_size]` flat point index (into seeds x points of a seed) of every

@@ -155,13 +155,13 @@ def figure_init_scale_overview(n2: results.SweepResult, n200: results.SweepResul
   fig = Figure(figsize=(13.0, 4.0), layout="constrained")
   best, typical, right = fig.subplots(1, 3)
   acts = [str(a) for a in n2.coords["activation"]]
+  colors = activation_colors(acts)
   for ax, rule in ((best, "best"), (typical, summary.PER_SEED)):
     plot_activation_lines(ax, n2.coords["init_scale"],
                           summary_beyond.superposition_by_scale(n2, rule), acts,
                           xlabel="init scale α",
                           ylabel=f"n=2: fraction in superposition, 1-S < {summary.DENSITY_EDGES[0]}")
     if n2_long is not None:
-      colors = activation_colors(acts)
       long = summary_beyond.superposition_by_scale(n2_long, rule)[:, 0]
       for a, act in enumerate(acts):
         ax.plot(n2_long.coords["init_scale"], [long[a]], marker="*", markersize=11,
