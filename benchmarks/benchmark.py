@@ -38,6 +38,7 @@ import time
 import numpy as np
 
 import harness
+import layouts
 import profiler
 import report as tables
 from superpos_jax import activations, cli, launch, results
@@ -135,6 +136,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--workloads", type=cli.name_list,
                  help=f"comma-separated subset of {','.join(PRESETS['full']['workloads'])}")
   p.add_argument("--skip-scaling", action="store_true", help="no scaling series")
+  p.add_argument("--skip-layouts", action="store_true",
+                 help="no default-vs-autotuned layout rows (benchmarks/layouts.py)")
   p.add_argument("--skip-profile", action="store_true",
                  help="no jax.profiler breakdown of the engine's time per workload")
   p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
@@ -168,6 +171,8 @@ def measure_all(args, preset: dict, names: tuple, devices: list, isolate: bool) 
   if "n2" in names:
     log(f"[{NAME}] progress display overhead (n2)")
     out["progress_overhead"] = harness.progress_overhead(workload_spec(preset, "n2"), devices)
+  if not args.skip_layouts:
+    out["layouts"] = layouts.measure(preset, names, devices, log=log)
   if not args.skip_profile:
     out["profile"] = {}
     for name in names:

@@ -91,6 +91,11 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
            f"{mach['device_count']} device(s), jax {mach['jax']}, {mach['date']}; load average "
            f"at start {mach['load_average_1_5_15min']}. Preset {report['preset']!r}.", ""]
   lines += _ways_table(report, markdown)
+  if report.get("layouts"):
+    import layouts
+    lines += ["", "The default layout against the autotuned one (--chunk-size auto; "
+              "benchmarks/layouts.py, best of 3 full runs each):", "",
+              layouts.markdown(report["layouts"]).rstrip("\n")]
   if report.get("scaling"):
     lines += ["", "Scaling of the vmapped engine:", ""] + _scaling_table(report, markdown)
   if report.get("profile"):

@@ -9,16 +9,21 @@ from superpos_jax import results
 from superpos_jax.spec import SweepSpec
 
 
-def path_for(out: str, name: str, backend: str, spec: SweepSpec) -> str:
-  """`<out>/<name>-<backend>-<spec digest>.npz`."""
-  return os.path.join(out, f"{name}-{backend}-{spec.digest()}.npz")
+def path_for(out: str, name: str, backend: str, spec: SweepSpec,
+             precision: str = "float32") -> str:
+  """`<out>/<name>-<backend>-<spec digest>.npz` (`-<precision>` before `.npz` for matmul
+  precisions other than float32: they give other numbers)."""
+  tail = "" if precision == "float32" else f"-{precision}"
+  return os.path.join(out, f"{name}-{backend}-{spec.digest()}{tail}.npz")
 
 
-def load(path: str, spec: SweepSpec) -> tuple[results.SweepResult | None, str | None]:
-  """The cached result of `spec` at `path`, or `(None, why not)`.
+def load(path: str, spec: SweepSpec,
+         precision: str = "float32") -> tuple[results.SweepResult | None, str | None]:
+  """The cached result of `spec` at `path`, trained at `precision`, or `(None, why not)`.
 
-  The file's stored digest must equal `spec.digest()`: a file copied or renamed under the
-  cached name is not trusted. `why` is None when there simply is no file.
+  The file's stored digest must equal `spec.digest()` and its precision `precision`: a
+  file copied or renamed under the cached name is not trusted. `why` is None when there
+  simply is no file.
   """
   if not os.path.exists(path):
     return None, None
@@ -30,4 +35,8 @@ def load(path: str, spec: SweepSpec) -> tuple[results.SweepResult | None, str | 
   if stored != spec.digest():
     return None, (f"{path} holds a result of another spec or engine (digest {stored}, "
                   f"wanted {spec.digest()})")
+  # Files of engine code before the precision was recorded have other digests anyway.
+  stored = res.meta.get("engine", {}).get("precision", "float32")
+  if stored != precision:
+    return None, f"{path} was trained with {stored} matmuls, wanted {precision}"
   return res, None

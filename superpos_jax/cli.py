@@ -20,6 +20,9 @@ does what happens between a spec and its result file.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
+import mmap
 import os
 import signal
 import sys
@@ -31,6 +34,7 @@ from typing import Any, Callable
 from superpos_jax import activations, results
 from superpos_jax.families import DATA_FAMILIES, MODEL_FAMILIES
 from superpos_jax.inits import INITS
+from superpos_jax.plan import PRECISIONS
 from superpos_jax.results import SEED_RULES
 from superpos_jax.spec import MAX_AXIS_LENGTH, MAX_INT, RNG_MODES, SpecError, SweepSpec
 
@@ -67,8 +71,33 @@ def _jaxlib_version() -> tuple[int, ...]:
     return (0,)
 
 
-def xla_defaults() -> dict[str, str]:
-  """XLA flags the scripts set unless the user already did.
+@functools.lru_cache(maxsize=None)
+def xla_knows(flag: str) -> bool:
+  """Whether the installed jaxlib's XLA defines `flag`: its name is in one of jaxlib's
+  shared libraries (XLA aborts at start-up on a flag it does not know, so a flag is set
+  only where this holds)."""
+  try:
+    folder = os.path.dirname(importlib.util.find_spec("jaxlib").origin)
+  except (AttributeError, ImportError, TypeError, ValueError):
+    return False
+  needle = flag.encode()
+  for root, _, files in os.walk(folder):
+    for name in files:
+      if ".so" not in name:
+        continue
+      try:
+        with open(os.path.join(root, name), "rb") as f, \
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+          if data.find(needle) >= 0:
+            return True
+      except (OSError, ValueError):  # an empty or unreadable file
+        continue
+  return False
+
+
+def xla_defaults(backend: str = "cpu") -> dict[str, str]:
+  """XLA flags the scripts set for `backend` unless the user already did: CPU flags only,
+  and each only where the running jaxlib knows it (`xla_knows`); none for GPU or TPU.
 
   One XLA CPU device per core, so the sweep's `shard_map` keeps every core busy (measured
   ~1.5-3x on the 2-core CPU); and XLA CPU's YNNPACK library kept off reductions: with
@@ -76,20 +105,22 @@ def xla_defaults() -> dict[str, str]:
   10,000-step phase diagram grew to 24 GB and was killed; with the flag, flat). Dots stay
   on YNNPACK, and `loss.batch_loss` writes its sums as dots.
   """
+  if backend != "cpu":
+    return {}
   flags = {"xla_force_host_platform_device_count": str(os.cpu_count() or 1)}
   if _jaxlib_version() >= (0, 10):  # where it was measured; older XLA may not know the flag
     flags["xla_cpu_experimental_ynn_fusion_type"] = "-reduce"
-  return flags
+  return {flag: value for flag, value in flags.items() if xla_knows(flag)}
 
 
 def configure_host(backend: str = "cpu") -> None:
-  """Sets the XLA flags of `xla_defaults` (a flag already in XLA_FLAGS is left as set).
+  """Sets the XLA flags of `xla_defaults(backend)` (a flag already in XLA_FLAGS is left
+  as set): host device splitting and YNNPACK settings for CPU runs, nothing otherwise.
 
   Call it first, before anything touches a JAX device: XLA reads its flags when the
   backend starts, and ignores later changes (then the run simply uses the devices it has).
   """
-  del backend  # the flags only concern the CPU backend; harmless for the others
-  for flag, value in xla_defaults().items():
+  for flag, value in xla_defaults(backend).items():
     if flag not in os.environ.get("XLA_FLAGS", ""):
       os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{flag}={value}".strip()
 
@@ -126,6 +157,11 @@ def positive_int(text: str, most: int = MAX_INT) -> int:
   if v > most:
     raise argparse.ArgumentTypeError(f"expected a positive integer of at most {most:,}, got {v}")
   return v
+
+
+def chunk_size(text: str) -> int | str:
+  """--chunk-size: a positive integer, or "auto" (measure a few layouts, `autotune`)."""
+  return "auto" if text.strip().lower() == "auto" else positive_int(text)
 
 
 def axis_length(text: str) -> int:
@@ -182,6 +218,17 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
   p.add_argument("--max-memory", type=positive_float, default=None,
                  help="memory budget in GiB (default: the accelerator's memory, or half "
                       "the host memory on CPU); the grid is trained in smaller chunks to fit")
+  p.add_argument("--chunk-size", type=chunk_size, default=None,
+                 help="models trained together per scan: a number, or auto (time a few "
+                      "layouts on the devices at hand and keep the fastest, remembered per "
+                      "device and grid); default: the device kind's rule (cache-sized "
+                      "chunks on CPU, one chunk per device on GPU/TPU). Numbers do not "
+                      "depend on it beyond float rounding")
+  p.add_argument("--matmul-precision", choices=PRECISIONS, default=PRECISIONS[0],
+                 help="precision of every matrix product: float32 (default, exact on every "
+                      "backend), or the faster tensorfloat32 / bfloat16 / default (the "
+                      "backend's own; TF32 on recent NVIDIA GPUs, bfloat16 passes on TPU) "
+                      "that move the numbers; recorded in the result")
   p.add_argument("--coordinator", help="multi-host: address:port of process 0 "
                  "(with --num-processes and --process-id; see README)")
   p.add_argument("--num-processes", type=positive_int, help="multi-host: processes in all")
@@ -257,7 +304,8 @@ def figures_dir(args: argparse.Namespace, custom: bool = False) -> str:
   only a deliberate paper-preset run replaces the committed figures."""
   if args.figures is not None:
     return args.figures
-  custom = custom or any(getattr(args, f, None) is not None for f in SPEC_FLAGS)
+  custom = (custom or any(getattr(args, f, None) is not None for f in SPEC_FLAGS)
+            or getattr(args, "matmul_precision", "float32") != "float32")
   if args.preset == PAPER and not custom:
     return os.path.join(REPO, "figures")
   return os.path.join(REPO, "figures", f"{args.preset}-custom" if args.preset == PAPER else args.preset)

@@ -126,21 +126,42 @@ def _host_memory_budget() -> int:
     return 8 * 2**30
 
 
-def default_memory_budget(devices: list) -> int:
-  """Bytes a run may use: on an accelerator the smallest device's own limit
-  (`Device.memory_stats()["bytes_limit"]`, what XLA's allocator may hand out), else half
-  the host's RAM (CPU devices report no memory stats)."""
+def default_memory_budget(devices: list) -> int | None:
+  """Bytes a run may use: on an accelerator one device's own limit, the smallest of
+  `Device.memory_stats()["bytes_limit"]` (what XLA's allocator may hand out; the plan
+  compares one device's share with it); on CPU half the host's RAM. An accelerator that
+  reports no limit gets no budget (None, with a warning) rather than a guess from the
+  host's RAM, which says nothing about the device's memory."""
+  accelerators = [d for d in devices if d.platform != "cpu"]
+  if not accelerators:
+    return _host_memory_budget()
   limits = []
-  for d in devices:
-    if d.platform == "cpu":
-      continue
+  for d in accelerators:
     try:
       stats = d.memory_stats() or {}
     except Exception:  # not implemented on every backend and version
       stats = {}
     if stats.get("bytes_limit"):
       limits.append(int(stats["bytes_limit"]))
-  return min(limits) if limits else _host_memory_budget()
+  if len(limits) < len(accelerators):
+    print(f"warning: {accelerators[0].platform} devices report no memory limit: the grid is "
+          f"laid out without a budget (give one with --max-memory GiB)", file=sys.stderr)
+    return None
+  return min(limits)
+
+
+def _agreed(value: int, how: str) -> int:
+  """`value` agreed by every process of a multi-host run: the smallest ("min"; a byte
+  count, exchanged in KiB because JAX's collectives carry int32) or whether all are true
+  ("all"); as is in a single process."""
+  import jax
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+  unit = 1024 if how == "min" else 1
+  mine = np.asarray([min(value // unit, 2**31 - 1)], np.int32)
+  values = np.asarray(multihost_utils.process_allgather(mine)).astype(np.int64)
+  return int(values.min()) * unit if how == "min" else int(values.all())
 
 
 def rescue_folders() -> list[str]:
@@ -204,31 +225,46 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
 
   Everything that can fail is checked before training: flags, the output and figure
   folders (created and written to), the coordinator, the backend and the memory budget.
+  The layout is made once (`sweep.layout_for`: the device kind's rule, a given chunk
+  size or `--chunk-size auto`) and handed to `sweep.run`, so that what is checked is what
+  runs. On several hosts every decision is taken together, after `jax.distributed`
+  starts: the cache is reused only if every process has it, the budget is the smallest
+  process's, and so every process compiles the same program.
   A result that cannot be saved where asked is saved elsewhere (`save_or_rescue`).
   """
   import jax
-  from superpos_jax import plan, sweep
+  from superpos_jax import sweep
   check_flags(args)
   prepare_folder(args.out, "--out")
   if not getattr(args, "no_plot", True):
     prepare_folder(figures_dir(args), "--figures")
-  path = cache.path_for(args.out, name, args.backend, spec)
-  if not args.force:
-    res, why = cache.load(path, spec)
-    if res is not None:
-      log(args, f"[{name}] reusing {os.path.relpath(path)} (same spec and engine code; --force to re-train)")
-      report_divergence(name, res, path)
-      return res
-    if why:
-      print(f"warning: {why}; training again", file=sys.stderr)
   init_distributed(args)
+  precision = getattr(args, "matmul_precision", "float32")
+  path = cache.path_for(args.out, name, args.backend, spec, precision)
+  res, why = (None, None) if args.force else cache.load(path, spec, precision)
+  if not _agreed(res is not None, "all"):
+    res, why = None, why or ("another process has no cached result" if res is not None else None)
+  if res is not None:
+    log(args, f"[{name}] reusing {os.path.relpath(path)} (same spec and engine code; --force to re-train)")
+    report_divergence(name, res, path)
+    return res
+  if why:
+    print(f"warning: {why}; training again", file=sys.stderr)
+  from superpos_jax import plan
   devices = plan.choose_devices(spec, select_devices(args.backend))
   budget = max(1, int(args.max_memory * 2**30)) if args.max_memory else default_memory_budget(devices)
-  plan.make_plan(spec, devices=devices, max_memory=budget)  # a grid too big fails here, first
+  if budget is not None:
+    budget = _agreed(budget, "min")
+  progress = None if not args.quiet else False
+  chunk = getattr(args, "chunk_size", None)
+  if chunk == "auto":
+    log(args, f"[{name}] timing candidate layouts (--chunk-size auto)")
+  layout = sweep.layout_for(spec, chunk_size=chunk, max_memory=budget, devices=devices,
+                            matmul_precision=precision)  # a grid too big fails here, first
   log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "
-            f"on {len(devices)} {args.backend} device(s)")
-  res = sweep.run(spec, devices=devices, max_memory=budget,
-                  progress=None if not args.quiet else False)
+            f"on {len(devices)} {args.backend} device(s), chunks of {layout.chunk_size}, "
+            f"{precision} matmuls, memory budget {plan._gib(budget) if budget else 'none'}")
+  res = sweep.run(spec, plan=layout, progress=progress)
   if jax.process_index() != 0:  # every process holds the whole result; one writes it
     return res
   save_or_rescue(res, path)

@@ -1,9 +1,19 @@
-"""How a grid is laid out for training: chunks, padding, devices, memory.
+"""How a grid is laid out for training: chunks, padding, devices, memory, precision.
 
 The sweep trains a grid's points in *chunks* of models that run together in one
 `lax.scan` over steps (`lax.map` over chunks keeps a chunk's working set in cache and
 bounds memory), and shards the chunks over devices. `make_plan` derives that layout from
-a spec; nothing in it changes the numbers beyond float rounding (tests check it).
+a spec and the kind of device; nothing in it changes the numbers beyond float rounding
+(tests check it). The layout depends on the device kind:
+
+- CPU: cache-sized chunks (`CACHE_BYTES`, measured on the 2-core CPU), many per device,
+  run one after another; host devices share one RAM, so the memory estimate counts every
+  device's chunk at once.
+- GPU, TPU: one chunk per device holding all of the device's share of an activation's
+  points (as large as the device-memory budget allows): a step is a few large kernels
+  instead of hundreds of small ones, one loop iteration instead of a loop over chunks.
+
+`autotune.py` measures candidate layouts instead of deriving one.
 
 Points are ordered (seed, density, importance, lr, weight decay, init scale) within an
 activation. With shared random numbers (`rng="shared"`) every chunk reads its seed's one
@@ -21,7 +31,13 @@ from typing import Sequence
 import numpy as np
 
 from superpos_jax.spec import SpecError, SweepSpec, check_spec
-from superpos_jax.train import DRAW_BLOCK_BYTES
+from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps
+
+# Matrix-product precisions a run may ask for (`jax.default_matmul_precision` names).
+# "float32" is exact float32 on every backend (the default); "tensorfloat32" and
+# "bfloat16" trade mantissa bits for speed on GPUs/TPUs; "default" is the backend's own
+# default (bfloat16 passes on TPU, TF32 on recent NVIDIA GPUs, float32 on CPU).
+PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "default")
 
 # Bytes of per-chunk working set that keep a training step inside a core's L2 cache:
 # measured on the 2-core CPU, n=2 models ran 2x faster in chunks of ~128 than all at once,
@@ -33,18 +49,63 @@ CACHE_BYTES = 2**20
 MIN_CHUNK = 4
 # Intermediates alive per model during one step, in units of one [n, B] float32 array.
 _LIVE_ARRAYS = 12
+# ... and during the evaluation, in units of one [n, eval_size] array (input, pre-activation,
+# output, error), which runs chunk by chunk after training. Both calibrated against XLA's
+# own buffer assignment (`compiled.memory_analysis()`, tests/test_layout.py).
+_EVAL_LIVE_ARRAYS = 4
 
 
 def model_step_bytes(spec: SweepSpec) -> int:
-  """Approximate working-set bytes of one model during one training step."""
-  return 4 * _LIVE_ARRAYS * (spec.n + spec.m) * spec.batch_size + 4 * spec.n * spec.eval_size
+  """Approximate working-set bytes of one model of a chunk: its training step or its
+  evaluation, whichever is larger (they are not alive together)."""
+  return max(4 * _LIVE_ARRAYS * (spec.n + spec.m) * spec.batch_size,
+             4 * _EVAL_LIVE_ARRAYS * spec.n * spec.eval_size)
 
 
-def estimate_memory(spec: SweepSpec, chunk_size: int) -> int:
-  """Approximate peak bytes of a run: chunk working set + every model's state and outputs."""
-  per_model_state = 4 * (4 * (spec.m * spec.n + spec.n) + len(spec.history_steps()) + 3 * spec.n + 8)
-  return (chunk_size * model_step_bytes(spec) + 2 * spec.num_models * per_model_state
-          + DRAW_BLOCK_BYTES)
+def _per_model_state_bytes(spec: SweepSpec) -> int:
+  """Bytes of one model's state (params, AdamW moments) and outputs."""
+  return 4 * (4 * (spec.m * spec.n + spec.n) + len(spec.history_steps()) + 3 * spec.n + 8)
+
+
+def step_draw_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool) -> int:
+  """Bytes of the uniforms alive together for one step: one `[n, B]` batch per seed
+  (shared random numbers; twice when chunks span seeds, whose block of draws is also
+  transposed to steps-first), or one per model of a chunk (per-point streams)."""
+  if spec.rng != "shared":
+    streams = chunk_size
+  else:
+    streams = len(spec.seeds) * (2 if span_seeds else 1)
+  return 4 * spec.n * spec.batch_size * streams
+
+
+def draw_block_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool,
+                     block_bytes: int = DRAW_BLOCK_BYTES) -> int:
+  """Bytes of one block of uniforms as the program really draws it: `train.block_steps`
+  steps of `step_draw_bytes` (a block may exceed `block_bytes` when one step does)."""
+  step = step_draw_bytes(spec, chunk_size, span_seeds)
+  return step * block_steps(min(spec.log_every, spec.steps), step, block_bytes)
+
+
+def _draw_live_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool) -> int:
+  """A block of uniforms while it is drawn: its random bits and the floats made of them."""
+  return 2 * draw_block_bytes(spec, chunk_size, span_seeds)
+
+
+def estimate_memory(spec: SweepSpec, chunk_size: int, *, devices: int = 1,
+                    platform: str = "cpu", span_seeds: bool = False) -> int:
+  """Approximate peak bytes of a run, compared with the memory budget.
+
+  On CPU the host's devices share one RAM: every device's chunk working set and random
+  draw are alive at once, plus every model's state and outputs. On an accelerator each
+  device has its own memory: the figure is one device's (its chunk, its draw, its share
+  of the states), compared with one device's budget.
+  """
+  working = (chunk_size * model_step_bytes(spec) + _draw_live_bytes(spec, chunk_size, span_seeds)
+             + 8 * spec.n * spec.eval_size)  # the evaluation set's uniforms, drawn once
+  states = 2 * spec.num_models * _per_model_state_bytes(spec)
+  if platform == "cpu":
+    return devices * working + states
+  return working + -(-states // devices)
 
 
 def _cache_chunk(spec: SweepSpec) -> int:
@@ -57,13 +118,15 @@ def _points_per_seed(spec: SweepSpec) -> int:
   return spec.num_models // (len(spec.activations) * len(spec.seeds))
 
 
-def spans_seeds(spec: SweepSpec) -> bool:
+def spans_seeds(spec: SweepSpec, platform: str = "cpu") -> bool:
   """Whether chunks should span seeds by default: shared random numbers, several seeds,
-  and fewer points per seed than a cache-sized chunk (chunks cut per seed would be small
-  and padded: n=10, 7 densities x 3 seeds on 2 devices, chunks of 4 filled 21 of 24
-  slots; spanning seeds, chunks of 11 fill 21 of 22)."""
-  return (spec.rng == "shared" and len(spec.seeds) > 1
-          and _points_per_seed(spec) < _cache_chunk(spec))
+  and, on CPU, fewer points per seed than a cache-sized chunk (chunks cut per seed would
+  be small and padded: n=10, 7 densities x 3 seeds on 2 devices, chunks of 4 filled 21 of
+  24 slots; spanning seeds, chunks of 11 fill 21 of 22). On an accelerator always, so
+  that one chunk can hold every seed's points."""
+  if spec.rng != "shared" or len(spec.seeds) < 2:
+    return False
+  return platform != "cpu" or _points_per_seed(spec) < _cache_chunk(spec)
 
 
 def _groups(spec: SweepSpec, span_seeds: bool) -> tuple[int, int]:
@@ -108,10 +171,12 @@ def check_devices(devices) -> tuple:
 
 
 def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: int = 1,
-                      span_seeds: bool | None = None) -> int:
-  """Models per chunk: cache-sized for speed, shrunk to fit `max_memory` bytes, and cut so
+                      span_seeds: bool | None = None, platform: str = "cpu") -> int:
+  """Models per chunk for the device kind, shrunk to fit `max_memory` bytes, and cut so
   that the chunks fill every device with as little padding as possible.
 
+  CPU: cache-sized (`CACHE_BYTES`). Accelerators: a device's whole share of an
+  activation's points in one chunk, halved only while it does not fit the budget.
   Padding matters: the grid's chunks are padded to a whole number per device, and a pad
   chunk costs as much as a real one (n=200, 20 models, 2 devices: chunks of 7 gave 3
   chunks padded to 4, 29% wasted; chunks of 2 waste nothing and ran 1.45x faster).
@@ -120,15 +185,18 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
     SpecError: if even one model per chunk would exceed `max_memory`.
   """
   if span_seeds is None:
-    span_seeds = spans_seeds(spec)
+    span_seeds = spans_seeds(spec, platform)
   groups, q = _groups(spec, span_seeds)
-  target = min(_cache_chunk(spec), q, -(-groups * q // devices))  # every device gets work
+  share = -(-groups * q // devices)  # every device gets work
+  target = min(q, share) if platform != "cpu" else min(_cache_chunk(spec), q, share)
+  estimate = lambda c: estimate_memory(spec, c, devices=devices, platform=platform,
+                                       span_seeds=span_seeds)
   if max_memory is not None:
-    while target > 1 and estimate_memory(spec, target) > max_memory:
+    while target > 1 and estimate(target) > max_memory:
       target //= 2
-    if estimate_memory(spec, target) > max_memory:
+    if estimate(target) > max_memory:
       raise SpecError(
-          f"the grid needs about {_gib(estimate_memory(spec, 1))} even one model "
+          f"the grid needs about {_gib(estimate(1))} even one model "
           f"at a time, over the {_gib(max_memory)} memory budget: shrink the grid or batch, "
           f"or raise the budget (--max-memory, in GiB)")
   # k chunks per group, chunks at most halved from the target: fewest padded slots.
@@ -144,8 +212,8 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
   """The layout of one run. Two plans are equal (and share a compiled program) when their
-  spec's static settings, chunk size, devices, progress flag, draw block and seed
-  spanning are equal: swept values are arguments of the program, not part of it.
+  spec's static settings, chunk size, devices, progress flag, draw block, seed spanning
+  and precision are equal: swept values are arguments of the program, not part of it.
 
   Attributes:
     spec: the spec (the program reads only its static fields, `static_key`).
@@ -155,6 +223,9 @@ class Plan:
     block_bytes: most bytes of uniforms a chunk draws at once (`DRAW_BLOCK_BYTES`).
     span_seeds: chunks are cut across seeds, each model reading its own seed's uniforms
       (shared random numbers only; `spans_seeds` chooses it by default).
+    precision: the matrix products' precision, one of `PRECISIONS` ("float32": exact).
+    autotuned: how `autotune.autotune` chose this layout (candidates and their measured
+      rates), None otherwise; not part of the program.
   """
 
   spec: SweepSpec
@@ -163,16 +234,23 @@ class Plan:
   progress: bool = False
   block_bytes: int = DRAW_BLOCK_BYTES
   span_seeds: bool = False
+  precision: str = "float32"
+  autotuned: dict | None = None
 
   def _key(self):
     return (static_key(self.spec), self.chunk_size, self.devices, self.progress,
-            self.block_bytes, self.span_seeds)
+            self.block_bytes, self.span_seeds, self.precision)
 
   def __eq__(self, other):
     return isinstance(other, Plan) and self._key() == other._key()
 
   def __hash__(self):
     return hash(self._key())
+
+  @property
+  def platform(self) -> str:
+    """The devices' platform ("cpu", "gpu", "tpu"); "cpu" for stand-in devices."""
+    return getattr(self.devices[0], "platform", "cpu")
 
   @property
   def n_chunks(self) -> int:
@@ -183,19 +261,22 @@ class Plan:
 
   @property
   def estimated_bytes(self) -> int:
-    return estimate_memory(self.spec, self.chunk_size)
+    """`estimate_memory` of this layout (one device's on an accelerator, the host's on CPU)."""
+    return estimate_memory(self.spec, self.chunk_size, devices=len(self.devices),
+                           platform=self.platform, span_seeds=self.span_seeds)
 
   @property
   def step_draw_bytes(self) -> int:
-    """Bytes of the uniforms alive together for one step: one `[n, B]` batch per seed
-    (shared random numbers; twice when chunks span seeds, whose block of draws is also
-    transposed to steps-first), or one per model of a chunk (per-point streams)."""
-    spec = self.spec
-    if spec.rng != "shared":
-      streams = self.chunk_size
-    else:
-      streams = len(spec.seeds) * (2 if self.span_seeds else 1)
-    return 4 * spec.n * spec.batch_size * streams
+    """`step_draw_bytes` of this layout."""
+    return step_draw_bytes(self.spec, self.chunk_size, self.span_seeds)
+
+  def describe(self) -> dict:
+    """The layout as the result's metadata records it."""
+    return {"chunk_size": self.chunk_size, "devices": len(self.devices),
+            "platform": self.platform, "span_seeds": self.span_seeds,
+            "chunks_per_activation": self.n_chunks, "precision": self.precision,
+            "estimated_bytes": self.estimated_bytes,
+            **({"autotune": self.autotuned} if self.autotuned else {})}
 
   def chunk_seeds(self) -> np.ndarray:
     """`[n_chunks, chunk_size]` seed index of every chunk slot (shared random numbers;
@@ -258,29 +339,41 @@ def choose_devices(spec: SweepSpec, devices: Sequence) -> tuple:
   return devices
 
 
+def check_precision(precision) -> str:
+  """`precision` if it is one of `PRECISIONS`, else a one-line SpecError."""
+  if precision not in PRECISIONS:
+    raise SpecError(f"matmul precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+  return precision
+
+
 def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = None,
               max_memory: int | None = None, progress: bool = False,
-              span_seeds: bool | None = None) -> Plan:
-  """The plan of a run: chunk size (chosen, or checked against `max_memory`) and devices.
+              span_seeds: bool | None = None, precision: str = "float32") -> Plan:
+  """The plan of a run: chunk size (chosen for the device kind, or checked against
+  `max_memory`), devices, seed spanning and matmul precision.
 
-  `span_seeds`: cut chunks across seeds (shared random numbers); None: `spans_seeds(spec)`.
+  `span_seeds`: cut chunks across seeds (shared random numbers); None: `spans_seeds`.
   Either way every model reads the same uniforms, so the numbers agree to float rounding.
+  `max_memory`: bytes of the host (CPU) or of one device (accelerators).
 
   Raises:
-    SpecError: for a bad spec, devices or `chunk_size`, or a grid that cannot fit
-      `max_memory` bytes.
+    SpecError: for a bad spec, devices, `chunk_size` or precision, or a grid that cannot
+      fit `max_memory` bytes.
   """
   spec = check_spec(spec)
   devices = check_devices(devices)
   max_memory = check_memory_budget(max_memory)
-  span_seeds = spans_seeds(spec) if span_seeds is None else bool(span_seeds)
+  precision = check_precision(precision)
+  platform = devices[0].platform
+  span_seeds = spans_seeds(spec, platform) if span_seeds is None else bool(span_seeds)
   span_seeds = span_seeds and spec.rng == "shared"
   if chunk_size is None:
-    chunk_size = choose_chunk_size(spec, max_memory, len(devices), span_seeds)
+    chunk_size = choose_chunk_size(spec, max_memory, len(devices), span_seeds, platform)
   elif not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
     raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-  elif max_memory is not None and estimate_memory(spec, chunk_size) > max_memory:
-    raise SpecError(f"chunk_size={chunk_size} needs about "
-                    f"{_gib(estimate_memory(spec, chunk_size))}, over the "
-                    f"{_gib(max_memory)} budget")
-  return Plan(spec, int(chunk_size), devices, bool(progress), DRAW_BLOCK_BYTES, span_seeds)
+  layout = Plan(spec, int(chunk_size), devices, bool(progress), DRAW_BLOCK_BYTES, span_seeds,
+                precision)
+  if max_memory is not None and layout.estimated_bytes > max_memory:
+    raise SpecError(f"chunk_size={chunk_size} needs about {_gib(layout.estimated_bytes)}, "
+                    f"over the {_gib(max_memory)} budget")
+  return layout

@@ -23,6 +23,7 @@ alone or inside any grid.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
@@ -226,41 +227,85 @@ def program_inputs(spec: SweepSpec) -> tuple[jax.Array, ...]:
           jnp.asarray(spec.init_scales, jnp.float32))
 
 
+def lower_plan(plan: Plan):
+  """`plan`'s program lowered, every matrix product at `plan.precision` ("float32":
+  `Precision.HIGHEST`, exact float32 on every backend, not the TF32/bfloat16 passes that
+  GPUs and TPUs use by default)."""
+  with jax.default_matmul_precision(plan.precision):
+    return _program(plan).lower(*program_inputs(plan.spec))
+
+
 def compile_plan(plan: Plan):
-  """Lowers and compiles `plan`'s program. Returns (executable, compile seconds)."""
+  """Lowers (`lower_plan`) and compiles `plan`'s program. Returns (executable, compile
+  seconds)."""
   t0 = time.perf_counter()
-  compiled = _program(plan).lower(*program_inputs(plan.spec)).compile()
+  compiled = lower_plan(plan).compile()
   return compiled, time.perf_counter() - t0
 
 
 def progress_ticks(plan: Plan) -> int:
-  """Progress callbacks of a run: one per full log window and device."""
-  return len(plan.devices) * (plan.spec.steps // plan.spec.log_every)
+  """Progress callbacks this process receives: one per full log window and local device
+  (on several hosts each process hears only its own devices)."""
+  local = sum(getattr(d, "process_index", 0) == jax.process_index() for d in plan.devices)
+  return local * (plan.spec.steps // plan.spec.log_every)
 
 
-def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None = None,
+def layout_for(spec: SweepSpec, *, chunk_size: int | str | None = None,
+               max_memory: int | None = None, devices: Sequence[jax.Device] | None = None,
+               span_seeds: bool | None = None, matmul_precision: str = "float32",
+               progress: bool = False) -> Plan:
+  """The plan `run` trains `spec` with: chosen for the device kind (`plan.make_plan`),
+  measured (`chunk_size="auto"`, `autotune.autotune`), or as given."""
+  if devices is None:  # the spec is checked first: choose_devices reads it
+    devices = choose_devices(check_spec(spec), jax.devices())
+  if chunk_size == "auto":
+    from superpos_jax import autotune  # it times programs of this module
+    return autotune.autotune(spec, devices, max_memory=max_memory, progress=progress,
+                             precision=matmul_precision)
+  return make_plan(spec, devices=devices, chunk_size=chunk_size, max_memory=max_memory,
+                   progress=progress, span_seeds=span_seeds, precision=matmul_precision)
+
+
+def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str | None = None,
         max_memory: int | None = None,
         devices: Sequence[jax.Device] | None = None,
-        span_seeds: bool | None = None) -> results.SweepResult:
+        span_seeds: bool | None = None, matmul_precision: str = "float32",
+        plan: Plan | None = None) -> results.SweepResult:
   """Trains every model of `spec` in one compiled call and returns its results.
 
   Args:
     spec: the grid and settings.
     progress: print progress to stderr; None = only when stderr is a terminal.
-    chunk_size: models trained together per scan; None = cache-sized, and small enough
-      for `max_memory`. Results do not depend on it beyond float rounding.
+    chunk_size: models trained together per scan; None = the device kind's rule
+      (`plan.choose_chunk_size`), small enough for `max_memory`; "auto" = the fastest of
+      a few layouts timed on the devices at hand (`autotune.autotune`, remembered).
+      Results do not depend on it beyond float rounding.
     max_memory: byte budget for the run (see `plan.estimate_memory`); None = no limit.
     devices: devices to shard the grid over; None = the default backend's, as
       `plan.choose_devices` picks them (one host CPU device for large models).
-    span_seeds: cut chunks across seeds (see `plan.make_plan`); None = where a seed has
-      too few points to fill a chunk. Results do not depend on it beyond float rounding.
+    span_seeds: cut chunks across seeds (see `plan.make_plan`); None = the device kind's
+      rule. Results do not depend on it beyond float rounding.
+    matmul_precision: one of `plan.PRECISIONS`; "float32" (default) is exact float32 on
+      every backend, the others trade accuracy for speed on accelerators.
+    plan: a layout made beforehand (`layout_for`, `plan.make_plan`, `autotune.autotune`)
+      for this `spec`; then the layout arguments above must be left unset.
   """
   if progress is None:
     progress = sys.stderr.isatty()
-  if devices is None:  # the spec is checked first: choose_devices reads it
-    devices = choose_devices(check_spec(spec), jax.devices())
-  plan = make_plan(spec, devices=devices, chunk_size=chunk_size,
-                   max_memory=max_memory, progress=progress, span_seeds=span_seeds)
+  if plan is None:
+    plan = layout_for(spec, chunk_size=chunk_size, max_memory=max_memory, devices=devices,
+                      span_seeds=span_seeds, matmul_precision=matmul_precision,
+                      progress=progress)
+  else:
+    from superpos_jax.spec import SpecError
+    given = [k for k, v in (("chunk_size", chunk_size), ("max_memory", max_memory),
+                            ("devices", devices), ("span_seeds", span_seeds)) if v is not None]
+    if given or matmul_precision != "float32":
+      raise SpecError(f"run(plan=...) takes the layout from the plan: leave "
+                      f"{', '.join(given) or 'matmul_precision'} unset")
+    if not isinstance(plan, Plan) or plan.spec != check_spec(spec):
+      raise SpecError("run(plan=...) needs a Plan made for this spec")
+    plan = dataclasses.replace(plan, progress=bool(progress))
   compiled, compile_s = compile_plan(plan)
   display = Progress(progress_ticks(plan), spec.num_models * spec.steps) if progress else None
   with showing(display):
@@ -275,9 +320,7 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | None
       "spec": spec.to_dict(),
       "spec_digest": spec.digest(),
       "env": environment(plan.devices),
-      "engine": {"chunk_size": plan.chunk_size, "devices": len(plan.devices),
-                 "span_seeds": plan.span_seeds,
-                 "estimated_bytes": plan.estimated_bytes},
+      "engine": plan.describe(),
       "timings": {"compile_s": compile_s, "run_s": run_s,
                   "model_steps_per_s": spec.num_models * spec.steps / run_s},
   }

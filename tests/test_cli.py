@@ -218,7 +218,10 @@ def test_cached_file_of_another_spec_is_retrained(tmp_path, capsys, trained):
   assert run_cli(capsys, *dirs(tmp_path))[0] == 0 and trained.calls == 1
 
 
-def test_memory_budget_from_accelerator():
+def test_memory_budget_from_accelerator(capsys):
+  """One accelerator's own limit (the smallest); half the host's RAM on CPU; and no
+  budget, said in a warning, for an accelerator that reports none (the host's RAM says
+  nothing about a GPU's memory)."""
   class Device:
     def __init__(self, platform, stats):
       self.platform, self._stats = platform, stats
@@ -228,5 +231,8 @@ def test_memory_budget_from_accelerator():
 
   gpus = [Device("gpu", {"bytes_limit": 60 * 2**30}), Device("gpu", {"bytes_limit": 40 * 2**30})]
   assert launch.default_memory_budget(gpus) == 40 * 2**30
-  host = launch.default_memory_budget([Device("cpu", None)])
-  assert host == launch.default_memory_budget([Device("gpu", None)]) and host > 2**26
+  assert launch.default_memory_budget([Device("cpu", None)]) > 2**26
+  capsys.readouterr()
+  assert launch.default_memory_budget([Device("gpu", None), Device("gpu", {"bytes_limit": 1})]) is None
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "report no memory limit" in err[0] and "--max-memory" in err[0]

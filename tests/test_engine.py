@@ -239,18 +239,23 @@ MEM_SPEC = SweepSpec(n=6, m=3, activations=("relu",), densities=(1.0, 0.1, 0.01)
                            importances=(0.8,), seeds=(0, 1, 2), steps=20, **TINY)
 
 
+def _mem_estimate(chunk):
+  """`plan.estimate_memory` of MEM_SPEC on one CPU device, seeds spanned as by default."""
+  return plan.estimate_memory(MEM_SPEC, chunk, span_seeds=plan.spans_seeds(MEM_SPEC))
+
+
 def test_choose_chunk_size_fits_the_budget():
   """A small byte budget shrinks the chunk until the estimate fits it."""
   default = plan.choose_chunk_size(MEM_SPEC)
   assert default == 9  # 3 points per seed: the chunk spans the 3 seeds
   assert plan.choose_chunk_size(MEM_SPEC, span_seeds=False) == 3  # one seed's points
-  budget = plan.estimate_memory(MEM_SPEC, 2)
+  budget = _mem_estimate(2)
   chunk = plan.choose_chunk_size(MEM_SPEC, max_memory=budget)
   assert 1 <= chunk <= 2
-  assert plan.estimate_memory(MEM_SPEC, chunk) <= budget
+  assert _mem_estimate(chunk) <= budget
   assert plan.choose_chunk_size(MEM_SPEC, max_memory=2**40) == default
   # The estimate grows with the chunk (it is what the budget trades against).
-  assert plan.estimate_memory(MEM_SPEC, 1) < plan.estimate_memory(MEM_SPEC, 9)
+  assert _mem_estimate(1) < _mem_estimate(9)
 
 
 @pytest.mark.parametrize("n,m,points,seeds,devices", [
@@ -273,8 +278,8 @@ def test_chunks_fill_the_devices_without_padding(n, m, points, seeds, devices):
 
 def test_budget_below_one_model_raises():
   """A budget under one model at a time raises SpecError saying what to change."""
-  too_small = plan.estimate_memory(MEM_SPEC, 1) - 1
-  with pytest.raises(SpecError, match=r"(GiB|MiB).*budget.*shrink the grid or batch"):
+  too_small = _mem_estimate(1) - 1
+  with pytest.raises(SpecError, match=r"(GiB|MiB|KiB).*budget.*shrink the grid or batch"):
     plan.choose_chunk_size(MEM_SPEC, max_memory=too_small)
   with pytest.raises(SpecError, match="budget"):
     sweep.run(MEM_SPEC, max_memory=too_small)
@@ -288,8 +293,8 @@ def mem_full():
 
 def test_run_under_a_small_budget_gives_the_same_results(mem_full):
   """run(spec, max_memory=small) uses a smaller chunk and trains to the same numbers."""
-  budget = plan.estimate_memory(MEM_SPEC, 2)
-  small = sweep.run(MEM_SPEC, max_memory=budget)
+  budget = _mem_estimate(2)
+  small = sweep.run(MEM_SPEC, max_memory=budget, devices=jax.devices()[:1])
   assert small.meta["engine"]["chunk_size"] <= 2 < mem_full.meta["engine"]["chunk_size"]
   assert small.meta["engine"]["estimated_bytes"] <= budget
   _assert_results_close(small, mem_full)

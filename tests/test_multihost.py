@@ -55,3 +55,38 @@ def test_two_processes_equal_one(tmp_path):
   single = sweep.run(SweepSpec(**SPEC), progress=False)
   for k in single.data:
     np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_cli_processes_decide_together(tmp_path):
+  """Through the CLI, two processes whose caches and memory budgets differ still take one
+  decision: process 0 holds a cached result and process 1 none, so both train (one
+  process alone reusing its file would leave the other hanging in a collective), with
+  the smaller budget, and the result equals the single-process one."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = os.path.join(repo, "experiments", "phase_diagram.py")
+  base = [sys.executable, script, "--preset", "quick", "--steps", "20", "--seeds", "1",
+          "--activations", "relu", "--no-plot"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  outs = [tmp_path / "p0", tmp_path / "p1"]
+  single = subprocess.run(base + ["--out", str(outs[0]), "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=240)
+  assert single.returncode == 0, single.stderr
+  cached = list(outs[0].glob("*.npz"))
+  assert len(cached) == 1
+  port = str(_free_port())
+  procs = [subprocess.Popen(base + ["--out", str(outs[i]), "--coordinator", f"127.0.0.1:{port}",
+                                    "--num-processes", "2", "--process-id", str(i),
+                                    "--max-memory", ("4" if i else "8")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  try:
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  assert all(p.returncode == 0 for p in procs), "\n".join(l[-2000:] for l in logs)
+  assert "another process has no cached result" in logs[0] and "training" in logs[1]
+  assert "reusing" not in logs[0]
+  multi = results.load(str(cached[0]))  # process 0 rewrote it
+  assert multi.meta["engine"]["devices"] == 2 * (os.cpu_count() or 1)  # both hosts' devices
+  assert all("memory budget 4.00 GiB" in log for log in logs), logs  # the smaller one
