@@ -37,11 +37,12 @@ class Restored(NamedTuple):
 
 
 def identity(plan: Plan) -> dict:
-  """What a checkpoint must match to be resumed: spec, engine code, layout."""
-  return {"format": FORMAT, "spec": plan.spec.to_dict(), "spec_digest": plan.spec.digest(),
+  """What a checkpoint must match to be resumed: spec, engine code, layout (as JSON reads
+  it back: lists, not tuples)."""
+  return json.loads(json.dumps({"format": FORMAT, "spec": plan.spec.to_dict(), "spec_digest": plan.spec.digest(),
           "engine_code": _engine_source_hash(),
           "layout": {k: v for k, v in plan.describe().items()
-                     if k not in ("autotune", "estimated_bytes")} | {"block_bytes": plan.block_bytes}}
+                     if k not in ("autotune", "estimated_bytes")} | {"block_bytes": plan.block_bytes}}))
 
 
 def _mismatch(stored: dict, wanted: dict) -> str | None:

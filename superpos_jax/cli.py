@@ -146,6 +146,16 @@ def positive_float(text: str) -> float:
   return v
 
 
+def non_negative_float(text: str) -> float:
+  try:
+    v = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}") from None
+  if not (v >= 0 and v < float("inf")):
+    raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
+  return v
+
+
 def positive_int(text: str, most: int = MAX_INT) -> int:
   """A flag's integer in [1, most]; the default bound is int32's (step counters, sizes)."""
   try:
@@ -229,6 +239,16 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                       "backend), or the faster tensorfloat32 / bfloat16 / default (the "
                       "backend's own; TF32 on recent NVIDIA GPUs, bfloat16 passes on TPU) "
                       "that move the numbers; recorded in the result")
+  p.add_argument("--checkpoint-every", type=non_negative_float, default=300.0, metavar="SECONDS",
+                 help="checkpoint the whole grid's training state at most every SECONDS of "
+                      "wall time (default 300; 0: after every stage), in <out>/<result "
+                      "name>.ckpt/; rerunning the same command resumes from the latest "
+                      "checkpoint with the same numbers; removed once the result is saved")
+  p.add_argument("--no-checkpoint", action="store_true",
+                 help="no checkpoints: the grid trains in one call (a killed run starts over)")
+  p.add_argument("--heartbeat-timeout", type=positive_int, default=None, metavar="SECONDS",
+                 help="multi-host: seconds without a heartbeat before JAX's coordination "
+                      "service declares a process dead and aborts the others (JAX's default 100)")
   p.add_argument("--coordinator", help="multi-host: address:port of process 0 "
                  "(with --num-processes and --process-id; see README)")
   p.add_argument("--num-processes", type=positive_int, help="multi-host: processes in all")

@@ -115,8 +115,12 @@ def init_distributed(args: argparse.Namespace) -> None:
   if args.process_id == 0:
     log(args, f"waiting for {args.num_processes - 1} more process(es) to join at {args.coordinator}")
   import jax
+  extra = {}
+  if getattr(args, "heartbeat_timeout", None):
+    extra["heartbeat_timeout_seconds"] = args.heartbeat_timeout
   jax.distributed.initialize(coordinator_address=args.coordinator,
-                             num_processes=args.num_processes, process_id=args.process_id)
+                             num_processes=args.num_processes, process_id=args.process_id,
+                             **extra)
 
 
 def _host_memory_budget() -> int:
@@ -162,6 +166,25 @@ def _agreed(value: int, how: str) -> int:
   mine = np.asarray([min(value // unit, 2**31 - 1)], np.int32)
   values = np.asarray(multihost_utils.process_allgather(mine)).astype(np.int64)
   return int(values.min()) * unit if how == "min" else int(values.all())
+
+
+# Runs of less work than this (model-steps x (n + m)) train in one call, unstaged and never
+# checkpointed: seconds on a laptop CPU (the quick presets do 10^5 to 5 x 10^5), where a checkpoint could not
+# save anything worth its stages' extra compiles.
+CHECKPOINT_MIN_WORK = 2 * 10**6
+
+
+def wants_checkpoints(spec: SweepSpec, args: argparse.Namespace) -> bool:
+  """Whether a CLI run is checkpointed: not with --no-checkpoint, not below
+  `CHECKPOINT_MIN_WORK`."""
+  work = spec.num_models * spec.steps * (spec.n + spec.m)
+  return not getattr(args, "no_checkpoint", True) and work >= CHECKPOINT_MIN_WORK
+
+
+def checkpoint_dir(result_path: str) -> str:
+  """Where the checkpoints of the run whose result goes to `result_path` live: beside
+  it, `<name>-<backend>-<digest>.ckpt/` (one folder per spec, engine and precision)."""
+  return result_path[:-len(".npz")] + ".ckpt"
 
 
 def rescue_folders() -> list[str]:
@@ -261,13 +284,21 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
     log(args, f"[{name}] timing candidate layouts (--chunk-size auto)")
   layout = sweep.layout_for(spec, chunk_size=chunk, max_memory=budget, devices=devices,
                             matmul_precision=precision)  # a grid too big fails here, first
+  checkpoints = checkpoint_dir(path) if wants_checkpoints(spec, args) else None
+  if checkpoints:
+    from superpos_jax import checkpoint
+    checkpoint.check_room(checkpoints, layout)  # a folder too small fails here, too
   log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "
             f"on {len(devices)} {args.backend} device(s), chunks of {layout.chunk_size}, "
             f"{precision} matmuls, memory budget {plan._gib(budget) if budget else 'none'}")
-  res = sweep.run(spec, plan=layout, progress=progress)
+  res = sweep.run(spec, plan=layout, progress=progress, checkpoint_dir=checkpoints,
+                  checkpoint_every=getattr(args, "checkpoint_every", 300.0))
   if jax.process_index() != 0:  # every process holds the whole result; one writes it
     return res
   save_or_rescue(res, path)
+  if checkpoints:  # the result is saved (or rescued, which raised): nothing to resume
+    from superpos_jax import checkpoint
+    checkpoint.remove(checkpoints)
   log(args, f"[{name}] {results.summary(res)}; wrote {os.path.relpath(path)}")
   report_divergence(name, res, path)
   return res

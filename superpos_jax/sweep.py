@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import sys
 import time
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -126,8 +126,19 @@ def _grid_metrics(spec: SweepSpec, out: TrainOutput) -> dict[str, jax.Array]:
   return arrays
 
 
-def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
-  """Trains one device's chunks of every activation, one block of steps at a time.
+def _trainers(plan: Plan) -> list:
+  return [make_train(plan.spec, act) for act in map(activations.get, plan.spec.activations)]
+
+
+def _device_init(plan: Plan, keys, scale) -> list:
+  """Every activation's initial states of one device's chunks (`keys: [chunks, C, 2]`)."""
+  return [jax.vmap(jax.vmap(t.init))(keys[..., 0], scale) for t in _trainers(plan)]
+
+
+def _device_steps(plan: Plan, states, chunk_ids, keys, dens, imp, lr, wd, chunk_seed,
+                  seed_keys, windows=None, last=True):
+  """Trains one device's chunks of every activation, one block of steps at a time, for
+  the log windows `windows` (`train.scan_steps`; None: all of them).
 
   The loop over steps is outside, the `lax.map` over chunks inside it: with shared
   random numbers each block draws one batch of uniforms per seed, which every chunk of
@@ -135,10 +146,11 @@ def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_s
   each model indexes its seed's row of the step's `[S, n, B]` draw inside the vmapped
   step (a per-chunk gathered copy measured no faster). Only the chunks' states, which
   are small, are carried from block to block. `chunk_seed`: `[chunks, C]`.
+  Returns `(states, history [T, A, chunks, C])`.
   """
   spec, shared, span = plan.spec, plan.spec.rng == "shared", plan.span_seeds
-  trainers = [make_train(spec, act) for act in map(activations.get, spec.activations)]
-  init_keys, data_keys = keys[..., 0], keys[..., 1]  # [chunks, C]
+  trainers = _trainers(plan)
+  data_keys = keys[..., 1]  # [chunks, C]
   seed_data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)  # [S]
   draw = lambda k, ts: draw_uniforms(k, ts, spec.n, spec.batch_size)  # [g, n, B]
 
@@ -172,48 +184,120 @@ def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_s
   on_window = None
   if plan.progress:
     on_window = lambda w: jax.debug.callback(report, chunk_ids[0], w)
-  states = [jax.vmap(jax.vmap(t.init))(init_keys, scale) for t in trainers]
-  states, history = scan_steps(spec, advance, states, step_bytes=plan.step_draw_bytes,
-                               block_bytes=plan.block_bytes, on_window=on_window)
-  # Chunk by chunk: the evaluation set is [n, eval_size] per model, too big for a grid.
+  return scan_steps(spec, advance, states, step_bytes=plan.step_draw_bytes,
+                    block_bytes=plan.block_bytes, on_window=on_window, windows=windows,
+                    last=last)
+
+
+def _device_finish(plan: Plan, states, history, dens, imp) -> TrainOutput:
+  """One device's outputs: final weights, the history `[T, A, chunks, C]` moved to
+  `[A, chunks, C, T]`, and the evaluation, chunk by chunk (the evaluation set is
+  `[n, eval_size]` per model, too big for a grid)."""
   evals = [jax.lax.map(lambda c, t=t: jax.vmap(t.evaluate)(*c), (st.params, dens, imp))
-           for t, st in zip(trainers, states)]
+           for t, st in zip(_trainers(plan), states)]
   stack = lambda xs: jnp.stack(xs)  # [A, chunks, C, ...]
   W2 = stack([st.params.W2 for st in states]) if states[0].params.W2 is not None else None
   return TrainOutput(stack([st.params.W for st in states]), stack([st.params.b for st in states]),
                      jnp.moveaxis(history, 0, -1), stack(evals), W2)
 
 
+def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
+  """One device's whole training: init, every step (`_device_steps`), outputs."""
+  states = _device_init(plan, keys, scale)
+  states, history = _device_steps(plan, states, chunk_ids, keys, dens, imp, lr, wd,
+                                  chunk_seed, seed_keys)
+  return _device_finish(plan, states, history, dens, imp)
+
+
+def _chunked_inputs(plan: Plan, densities, importance_vectors, lrs, seeds, weight_decays,
+                    init_scales) -> tuple:
+  """The per-device arguments of every stage: `(chunk ids, keys, densities,
+  importances, lrs, weight decays, init scales, chunk seeds)`, each `[chunks, ...]`
+  (sharded over devices), and the seeds' keys `[S]` (on every device)."""
+  spec = plan.spec
+  grid = functools.partial(_flat_points, grid=_point_grid(spec))
+  swept = (densities, importance_vectors, lrs, weight_decays, init_scales)
+  points = [grid(x, axis) for axis, x in enumerate(swept, start=1)]
+  keys = point_keys(spec, densities, importance_vectors, lrs, seeds, weight_decays, init_scales)
+  index = plan.chunk_index()  # [chunks, C]
+  chunked = [x[index] for x in (keys, *points)]  # [chunks, C, ...]
+  return (jnp.arange(plan.n_chunks), *chunked, jnp.asarray(plan.chunk_seeds()),
+          jax.vmap(jax.random.key)(seeds))
+
+
+def _to_grid(plan: Plan, out: TrainOutput) -> dict[str, jax.Array]:
+  """The chunk slots' outputs `[A, chunks, C, ...]` as result arrays on the grid (pads
+  dropped): `[A, D, I, L, WD, AL, S, ...]` (`spec.AXES`)."""
+  spec = plan.spec
+  A, shape = len(spec.activations), _point_grid(spec)
+  first = plan.first_slots()
+  out = jax.tree.map(lambda x: x.reshape((A, -1) + x.shape[3:])[:, first], out)
+  arrays = _grid_metrics(spec, out)
+  return {k: jnp.moveaxis(v.reshape((A,) + shape + v.shape[2:]), 1, len(shape))
+          for k, v in arrays.items()}
+
+
+_P = jax.sharding.PartitionSpec
+
+
+def _mesh(plan: Plan):
+  return jax.sharding.Mesh(np.asarray(plan.devices), ("grid",))
+
+
 @functools.lru_cache(maxsize=32)
 def _program(plan: Plan):
   """The jitted whole-grid program of `plan` (reads only the spec's static settings)."""
-  spec = plan.spec
-  A = len(spec.activations)
-  shape = _point_grid(spec)
-  index = plan.chunk_index()  # [chunks, C]
-  mesh = jax.sharding.Mesh(np.asarray(plan.devices), ("grid",))
 
-  def train_grid(densities, importance_vectors, lrs, seeds, weight_decays, init_scales):
-    grid = functools.partial(_flat_points, grid=shape)
-    swept = (densities, importance_vectors, lrs, weight_decays, init_scales)
-    points = [grid(x, axis) for axis, x in enumerate(swept, start=1)]
-    keys = point_keys(spec, densities, importance_vectors, lrs, seeds, weight_decays, init_scales)
-    chunked = [x[index] for x in (keys, *points)]  # [chunks, C, ...]
-    seed_keys = jax.vmap(jax.random.key)(seeds)
-    P = jax.sharding.PartitionSpec
-    out = jax.shard_map(functools.partial(_train_device, plan), mesh=mesh,
-                        in_specs=(P("grid"),) * 8 + (P(),),
-                        out_specs=P(None, "grid"), check_vma=False)(
-        jnp.arange(plan.n_chunks), *chunked, jnp.asarray(plan.chunk_seeds()), seed_keys)
-    # Chunk slots back to points (pads dropped): [A, S*Q, ...].
-    first = plan.first_slots()
-    out = jax.tree.map(lambda x: x.reshape((A, -1) + x.shape[3:])[:, first], out)
-    arrays = _grid_metrics(spec, out)
-    # [A, S*Q, ...] -> [A, D, I, L, WD, AL, S, ...] (`spec.AXES`)
-    return {k: jnp.moveaxis(v.reshape((A,) + shape + v.shape[2:]), 1, len(shape))
-            for k, v in arrays.items()}
+  def train_grid(*swept):
+    inputs = _chunked_inputs(plan, *swept)
+    out = jax.shard_map(functools.partial(_train_device, plan), mesh=_mesh(plan),
+                        in_specs=(_P("grid"),) * 8 + (_P(),),
+                        out_specs=_P(None, "grid"), check_vma=False)(*inputs)
+    return _to_grid(plan, out)
 
   return jax.jit(train_grid)
+
+
+class Stages(NamedTuple):
+  """The training of `plan` as three jitted programs, for training in stages that can be
+  checkpointed between them (`run(checkpoint_dir=...)`): `init(*swept) -> states`,
+  `steps(states, first_window, *swept) -> (states, history [K, A, chunks, C])` for K =
+  `windows` full log windows from `first_window` (the partial last window included
+  where `last`), and `finish(states, history [T, A, chunks, C], *swept) -> arrays`. The
+  same operations as `_program`, cut at log-window boundaries."""
+
+  init: Callable
+  steps: Callable
+  finish: Callable
+
+
+@functools.lru_cache(maxsize=32)
+def stage_programs(plan: Plan, windows: int, last: bool) -> Stages:
+  """`Stages` of `plan`, `steps` covering `windows` log windows (and the partial last
+  window where `last`)."""
+  mesh, grid = _mesh(plan), _P("grid")
+
+  def init(*swept):
+    _, keys, *_rest = inputs = _chunked_inputs(plan, *swept)
+    scale = inputs[6]
+    return jax.shard_map(functools.partial(_device_init, plan), mesh=mesh,
+                         in_specs=(grid, grid), out_specs=grid, check_vma=False)(keys, scale)
+
+  def steps(states, first, *swept):
+    ids, keys, dens, imp, lr, wd, _, chunk_seed, seed_keys = _chunked_inputs(plan, *swept)
+    body = lambda st, f, *a: _device_steps(plan, st, *a, windows=(f, windows), last=last)
+    return jax.shard_map(body, mesh=mesh, in_specs=(grid, _P()) + (grid,) * 7 + (_P(),),
+                         out_specs=(grid, _P(None, None, "grid")), check_vma=False)(
+        states, first, ids, keys, dens, imp, lr, wd, chunk_seed, seed_keys)
+
+  def finish(states, history, *swept):
+    _, _, dens, imp, *_rest = _chunked_inputs(plan, *swept)
+    body = functools.partial(_device_finish, plan)
+    out = jax.shard_map(body, mesh=mesh, in_specs=(grid, _P(None, None, "grid"), grid, grid),
+                        out_specs=_P(None, "grid"), check_vma=False)(states, history, dens, imp)
+    return _to_grid(plan, out)
+
+  return Stages(jax.jit(init), jax.jit(steps, donate_argnums=0), jax.jit(finish))
 
 
 def program_inputs(spec: SweepSpec) -> tuple[jax.Array, ...]:
@@ -266,12 +350,82 @@ def layout_for(spec: SweepSpec, *, chunk_size: int | str | None = None,
                    progress=progress, span_seeds=span_seeds, precision=matmul_precision)
 
 
+# Stages per run at most, where there are that many log windows: enough for a checkpoint
+# every few minutes of a long run, few enough that the stage boundaries cost nothing.
+MAX_STAGES = 50
+
+
+def stage_windows(spec: SweepSpec) -> int:
+  """Full log windows per stage of a staged (checkpointed) training."""
+  return max(1, -(-(spec.steps // spec.log_every) // MAX_STAGES))
+
+
+def _run_staged(plan: Plan, directory: str, every_s: float):
+  """`plan`'s training in stages with checkpoints in `directory`: `(arrays on device,
+  compile s, run s, what the staging did)`. Resumes from the latest trustworthy one."""
+  from superpos_jax import checkpoint
+  spec = plan.spec
+  inputs = program_inputs(spec)
+  n_windows, remainder = divmod(spec.steps, spec.log_every)
+  K = stage_windows(spec)
+  t0 = time.perf_counter()
+  first_stage = stage_programs(plan, K, False)
+  states = first_stage.init(*inputs)
+  ckpt = checkpoint.Checkpointer(directory, plan)
+  A = len(spec.activations)
+  empty = np.zeros((0, A, plan.n_chunks, plan.chunk_size), np.float32)
+  restored = ckpt.restore(states, empty)
+  done = checkpoint.agree_windows(restored.windows if restored else -1)
+  history = [empty]
+  if done >= 0:
+    states, history = restored.states, [restored.history]
+    print(f"resumed from step {min(done * spec.log_every, spec.steps):,} of {spec.steps:,} "
+          f"(checkpoint in {directory})", file=sys.stderr, flush=True)
+  else:
+    done = 0
+  compile_s = time.perf_counter() - t0
+  ticks = progress_ticks(plan) * (n_windows - done) // max(n_windows, 1)
+  display = (Progress(ticks, spec.num_models * spec.steps * (n_windows - done) // max(n_windows, 1))
+             if plan.progress else None)
+  finished = restored is not None and done == n_windows  # saved after the last stage
+  saves, last_save = 0, time.perf_counter()
+  with showing(display):
+    t_run = time.perf_counter()
+    w = done
+    while not finished:
+      count = min(K, n_windows - w)
+      last = w + count == n_windows
+      stages = stage_programs(plan, count, last)
+      states, h = stages.steps(states, jnp.int32(w), *inputs)
+      history.append(np.asarray(h))
+      w += count
+      finished = last
+      # Periodically; and at the end of a run that checkpointed on the way (so that a
+      # crash before its result is saved loses nothing); never for a short run.
+      if time.perf_counter() - last_save >= every_s or (finished and saves):
+        ckpt.save(w, states, np.concatenate(history))
+        saves, last_save = saves + 1, time.perf_counter()
+    out = jax.block_until_ready(first_stage.finish(states, jnp.asarray(np.concatenate(history)), *inputs))
+    run_s = time.perf_counter() - t_run
+  return out, compile_s, run_s, {"stage_windows": K, "resumed_from_step": done * spec.log_every,
+                                 "checkpoints_saved": saves, "checkpoint_every_s": every_s}
+
+
 def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str | None = None,
         max_memory: int | None = None,
         devices: Sequence[jax.Device] | None = None,
         span_seeds: bool | None = None, matmul_precision: str = "float32",
-        plan: Plan | None = None) -> results.SweepResult:
+        plan: Plan | None = None, checkpoint_dir: str | None = None,
+        checkpoint_every: float = 300.0) -> results.SweepResult:
   """Trains every model of `spec` in one compiled call and returns its results.
+
+  With `checkpoint_dir`, the same training runs in stages of a few log windows (one
+  compiled program per stage kind, `stage_programs`), and the whole grid's state is
+  checkpointed there (orbax) at most every `checkpoint_every` seconds of wall time; a
+  rerun with the same spec, engine code and layout resumes from the latest checkpoint
+  and ends with the same arrays, byte for byte. The checkpoint stays after the run
+  (holding the finished state, so a rerun only evaluates): remove it with
+  `checkpoint.remove(checkpoint_dir)` once the result is saved.
 
   Args:
     spec: the grid and settings.
@@ -289,6 +443,9 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str 
       every backend, the others trade accuracy for speed on accelerators.
     plan: a layout made beforehand (`layout_for`, `plan.make_plan`, `autotune.autotune`)
       for this `spec`; then the layout arguments above must be left unset.
+    checkpoint_dir: a folder for checkpoints (None: none, one call).
+    checkpoint_every: seconds of wall time between checkpoints at most (0: after every
+      stage); a run shorter than that writes only its final one.
   """
   if progress is None:
     progress = sys.stderr.isatty()
@@ -306,21 +463,27 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str 
     if not isinstance(plan, Plan) or plan.spec != check_spec(spec):
       raise SpecError("run(plan=...) needs a Plan made for this spec")
     plan = dataclasses.replace(plan, progress=bool(progress))
-  compiled, compile_s = compile_plan(plan)
-  display = Progress(progress_ticks(plan), spec.num_models * spec.steps) if progress else None
-  with showing(display):
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(*program_inputs(spec)))
-    if len({d.process_index for d in plan.devices}) > 1:  # multi-host: all get the grid
-      from jax.experimental import multihost_utils
-      out = multihost_utils.process_allgather(out, tiled=True)
-    out = jax.tree.map(np.asarray, out)
-    run_s = time.perf_counter() - t0
+  if checkpoint_dir is None:
+    compiled, compile_s = compile_plan(plan)
+    display = Progress(progress_ticks(plan), spec.num_models * spec.steps) if progress else None
+    with showing(display):
+      t0 = time.perf_counter()
+      out = jax.block_until_ready(compiled(*program_inputs(spec)))
+      run_s = time.perf_counter() - t0
+    staged = None
+  else:
+    out, compile_s, run_s, staged = _run_staged(plan, checkpoint_dir, checkpoint_every)
+  t0 = time.perf_counter()
+  if len({d.process_index for d in plan.devices}) > 1:  # multi-host: all get the grid
+    from jax.experimental import multihost_utils
+    out = multihost_utils.process_allgather(out, tiled=True)
+  out = jax.tree.map(np.asarray, out)
+  run_s += time.perf_counter() - t0
   meta = {
       "spec": spec.to_dict(),
       "spec_digest": spec.digest(),
       "env": environment(plan.devices),
-      "engine": plan.describe(),
+      "engine": plan.describe() | ({"staged": staged} if staged else {}),
       "timings": {"compile_s": compile_s, "run_s": run_s,
                   "model_steps_per_s": spec.num_models * spec.steps / run_s},
   }

@@ -82,8 +82,9 @@ def draw_uniforms(data_key: jax.Array, ts: jax.Array, n: int, batch_size: int) -
 
 def scan_steps(spec: SweepSpec, advance: Callable, state, *, step_bytes: int,
                block_bytes: int = DRAW_BLOCK_BYTES,
-               on_window: Callable[[jax.Array], None] | None = None):
-  """Runs every step of a training, log window by log window.
+               on_window: Callable[[jax.Array], None] | None = None,
+               windows: tuple | None = None, last: bool = True):
+  """Runs the steps of a training, log window by log window.
 
   Args:
     spec: its `steps` and `log_every` set the windows.
@@ -92,6 +93,9 @@ def scan_steps(spec: SweepSpec, advance: Callable, state, *, step_bytes: int,
     state: the starting state (any pytree: one model's, or a whole grid's).
     step_bytes: bytes of one step's uniforms; blocks hold at most `block_bytes`.
     on_window: called with the window index after every full window (in the program).
+    windows: `(first, count)`: only the full windows `first .. first + count - 1` (`first`
+      may be traced: one program serves every stage of a staged training); None: all.
+    last: also run the partial window of `steps % log_every` steps at the end, if any.
 
   Returns:
     `(state, history [T, ...])`, a window's entry the mean loss of its steps.
@@ -110,10 +114,11 @@ def scan_steps(spec: SweepSpec, advance: Callable, state, *, step_bytes: int,
       on_window(w)
     return state, loss
 
-  state, history = jax.lax.scan(full_window, state, jnp.arange(n_windows))
-  if remainder:
-    state, last = window(state, n_windows * spec.log_every, remainder)
-    history = jnp.concatenate([history, last[None]])
+  ws = jnp.arange(n_windows) if windows is None else windows[0] + jnp.arange(windows[1])
+  state, history = jax.lax.scan(full_window, state, ws)
+  if remainder and last:
+    state, tail = window(state, n_windows * spec.log_every, remainder)
+    history = jnp.concatenate([history, tail[None]])
   return state, history
 
 
