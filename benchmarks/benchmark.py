@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+import checkpoints
 import harness
 import layouts
 import profiler
@@ -138,6 +139,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--skip-scaling", action="store_true", help="no scaling series")
   p.add_argument("--skip-layouts", action="store_true",
                  help="no default-vs-autotuned layout rows (benchmarks/layouts.py)")
+  p.add_argument("--skip-checkpoints", action="store_true",
+                 help="no checkpoint cost rows (benchmarks/checkpoints.py)")
   p.add_argument("--skip-profile", action="store_true",
                  help="no jax.profiler breakdown of the engine's time per workload")
   p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
@@ -173,6 +176,8 @@ def measure_all(args, preset: dict, names: tuple, devices: list, isolate: bool) 
     out["progress_overhead"] = harness.progress_overhead(workload_spec(preset, "n2"), devices)
   if not args.skip_layouts:
     out["layouts"] = layouts.measure(preset, names, devices, log=log)
+  if not args.skip_checkpoints:
+    out["checkpoints"] = checkpoints.measure(preset, names, log=log)
   if not args.skip_profile:
     out["profile"] = {}
     for name in names:

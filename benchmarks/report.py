@@ -96,6 +96,10 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
     lines += ["", "The default layout against the autotuned one (--chunk-size auto; "
               "benchmarks/layouts.py, best of 3 full runs each):", "",
               layouts.markdown(report["layouts"]).rstrip("\n")]
+  if report.get("checkpoints"):
+    import checkpoints
+    lines += ["", "What checkpoints cost (benchmarks/checkpoints.py, best of 2 runs each):", "",
+              checkpoints.markdown(report["checkpoints"]).rstrip("\n")]
   if report.get("scaling"):
     lines += ["", "Scaling of the vmapped engine:", ""] + _scaling_table(report, markdown)
   if report.get("profile"):

@@ -57,7 +57,8 @@ def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
   has_torch = importlib.util.find_spec("torch") is not None
   # The layouts section (autotune: several compiles a workload) has its own test.
   proc = subprocess.run([sys.executable, SCRIPT, "--preset", "quick", "--quiet", "--out",
-                         str(out), "--figures", str(figs), "--skip-layouts"],
+                         str(out), "--figures", str(figs), "--skip-layouts",
+                         "--skip-checkpoints"],
                         cwd=REPO, capture_output=True, text=True,
                         timeout=600 if has_torch else 300,  # torch.compile: ~10 s a graph
                         env=dict(os.environ, XLA_FLAGS=flags))

@@ -171,3 +171,18 @@ def test_sigkilled_run_resumes_bit_for_bit(tmp_path):
   (a,), (b,) = glob.glob(str(tmp_path / "ref" / "*.npz")), glob.glob(str(out / "*.npz"))
   _same(results.load(a), results.load(b))
   assert not glob.glob(str(out / "*.ckpt"))
+
+
+def test_checkpoint_cost_rows():
+  """benchmarks/checkpoints.py times the one-call and the staged ways of a workload and
+  counts the checkpoints each saved (every stage: all of them; default: none)."""
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  import checkpoints
+  spec = SweepSpec(**SPEC)
+  ways = {way: checkpoints.time_way(spec, every, 1) for way, every in checkpoints.WAYS.items()}
+  assert ways["one call"]["checkpoints_saved"] == 0 and ways["staged, default"]["checkpoints_saved"] == 0
+  assert ways["staged, every"]["checkpoints_saved"] == SPEC["steps"] // SPEC["log_every"]
+  for r in ways.values():
+    r["overhead_pct"] = 0.0
+  assert "| w | 12 x 60 | staged, every | 6 |" in checkpoints.markdown(
+      {"w": {"models": 12, "steps": 60, "ways": ways}})
