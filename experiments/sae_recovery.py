@@ -3,7 +3,7 @@
 Stage 1 trains the bottleneck toy models (every activation, the study's densities
 1-S in {1, .3, .1, .03, .01, .003, .001}, 3 toy seeds): n=10 -> m=5 with importance
 0.7^i (the study's models) and n=40 -> m=10 with uniform importance (room for many
-features in superposition). Stage 2 (`sae_sweep.py`) trains an SAE grid on the hidden
+features in superposition; batches of 256, not 1024, to fit the time budget). Stage 2 (`sae_sweep.py`) trains an SAE grid on the hidden
 activations h = W x of fresh data of every toy model's own distribution, all in one
 compiled call per study: Bricken et al. 2023's recipe, dictionary multiple x L1 x 3 SAE
 seeds. Feature i is recovered when the max cosine between W_i and a live latent's
@@ -25,7 +25,7 @@ DENSITIES = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 # The setting the figures draw and the README quotes (every setting is in the summary).
 HEADLINE = (1, 0.1)
 TOY = {"n10": dict(n=10, m=5, importance_kind="geometric", importances=(0.7,)),
-       "n40": dict(n=40, m=10, importance_kind="uniform", importances=(1.0,))}
+       "n40": dict(n=40, m=10, importance_kind="uniform", importances=(1.0,), batch_size=256)}
 PRESETS = {
     "paper": dict(toy=dict(densities=DENSITIES, seeds=(0, 1, 2), steps=10_000),
                   sae={"n10": dict(dict_multiples=(1, 2), l1s=(0.03, 0.1, 0.3)),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from superpos_jax.results import ResultFileError, write_atomically
+from superpos_jax.results import ResultFileError, SweepResult, write_atomically
 from superpos_jax.sae_spec import SAE_AXES, SAESpec
 from superpos_jax.spec import AXES, SweepSpec
 
@@ -84,16 +84,8 @@ class SAEResult:
   def __getitem__(self, name: str) -> np.ndarray:
     return self.data[name]
 
-  def index(self, axis: str, value: Any) -> int:
-    """Position of `value` on `axis` (floats match to relative 1e-6)."""
-    values = self.coords[axis]
-    if values.dtype.kind in "US":
-      hits = np.flatnonzero(values == value)
-    else:
-      hits = np.flatnonzero(np.isclose(values, value, rtol=1e-6, atol=0.0))
-    if hits.size == 0:
-      raise KeyError(f"{axis}={value!r} is not in this result; values: {values.tolist()}")
-    return int(hits[0])
+  # Position of `value` on `axis` (floats match to relative 1e-6): reads only `coords`.
+  index = SweepResult.index
 
   def sel(self, **selection: Any) -> "SAEResult":
     """Selects single coordinate values, dropping those axes (toy arrays follow the toy
