@@ -3,20 +3,19 @@
 Stage 1 trains the bottleneck toy models (every activation, the study's densities
 1-S in {1, .3, .1, .03, .01, .003, .001}, 3 toy seeds): n=10 -> m=5 with importance
 0.7^i (the study's models) and n=40 -> m=10 with uniform importance (room for many
-features in superposition; batches of 256, not 1024, to fit the time budget). Stage 2 (`sae_sweep.py`) trains an SAE grid on the hidden
-activations h = W x of fresh data of every toy model's own distribution, all in one
-compiled call per study: Bricken et al. 2023's recipe, dictionary multiple x L1 x 3 SAE
-seeds. Feature i is recovered when the max cosine between W_i and a live latent's
-decoder column exceeds 0.9, counted over embedded features (||W_i|| > 0.5). Numbers in
-sae_recovery_summary.json.
+features in superposition; batches of 256, not 1024, to fit the time budget). Stage 2
+(`sae_sweep.py`) trains an SAE grid on the hidden activations h = W x of fresh data of
+every toy model's own distribution, all in one compiled call per study: Bricken et al.
+2023's recipe, dictionary multiple x L1 x 3 SAE seeds. Feature i is recovered when the
+max cosine between W_i and a live latent's decoder column exceeds 0.9, counted over
+embedded features (||W_i|| > 0.5). Numbers in sae_recovery_summary.json.
 
-  python experiments/sae_recovery.py                  # paper preset, CPU (~15 min, 2 cores)
+  python experiments/sae_recovery.py                  # paper preset, CPU (README: run time)
   python experiments/sae_recovery.py --preset quick   # seconds, figures in figures/quick/
   python experiments/sae_recovery.py --l1s 0.1,0.3 --sae-seeds 5
 """
 
 import sys
-import time
 
 from superpos_jax import cli, launch
 
@@ -103,7 +102,6 @@ def figures(studies, setting):
 
 
 def main(argv=None):
-  t0 = time.perf_counter()
   args = PARSER.parse_args(argv)
   cli.configure_host(args.backend)
   from superpos_jax import sae_sweep
@@ -111,13 +109,12 @@ def main(argv=None):
   for study, (toy_spec, sae_spec) in build_specs(args).items():
     toys[study] = launch.train_or_load(f"{NAME}-{study}", toy_spec, args)
     studies[study] = sae_sweep.train_or_load(f"{NAME}-{study}-sae", toys[study], sae_spec, args)
-  trained_s = time.perf_counter() - t0
   if not args.no_plot:
     from superpos_jax import summary_beyond, summary_sae
     setting = headline(studies)
     custom = any(getattr(args, f) is not None for f in SAE_FLAGS)
     summarize = lambda folder: summary_beyond.save(NAME, summary_sae.sae_summary(
-        studies, setting, {"train or load, both stages": trained_s}), folder)
+        studies, setting, {k: r.meta.get("timings", {}) for k, r in toys.items()}), folder)
     launch.save_outputs(args, NAME, toys["n10"], lambda: figures(studies, setting),
                         custom=custom, summarize=summarize)
 

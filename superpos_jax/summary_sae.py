@@ -35,6 +35,8 @@ DENSE_FREQUENCY = 0.5
 # An embedded feature is in superposition when others interfere with it this much:
 # Σ_{j≠i} (Ŵ_i·W_j)² > SUPERPOSED (0 for a feature with a dimension to itself).
 SUPERPOSED = 0.1
+# The sparse densities that one number per activation averages over (the study's bands).
+SPARSE_BELOW = summary.DENSITY_EDGES[0]
 BEST, TYPICAL = summary.SEED_LABELS["best"], summary.SEED_LABELS[summary.PER_SEED]
 
 
@@ -192,6 +194,13 @@ def study_summary(result: SAEResult, headline: tuple[int, float]) -> dict[str, A
     out[name] = {rule: {_label(mk, l1): _by_act(res, reduce(values[name], result, rule)[:, :, i, j])
                         for i, mk in enumerate(mults) for j, l1 in enumerate(l1s)}
                  for rule in (BEST, TYPICAL)}
+  sparse = res.coords["density"] < SPARSE_BELOW
+  out[f"mean over sparse densities (1-S < {SPARSE_BELOW:g})"] = {
+      name: {rule: {_label(mk, l1): _by_act(res, _quiet(
+          np.nanmean, reduce(values[name], result, rule)[:, sparse, i, j], axis=1))
+                    for i, mk in enumerate(mults) for j, l1 in enumerate(l1s)}
+             for rule in (BEST, TYPICAL)}
+      for name in ("fraction recovered", "mmcs")}
   # Per feature, best seed, headline setting: null where the feature is not embedded.
   cos = first_setting(result)["max_cosine"][:, :, :, ki, li]  # [A, D, S, R, n]
   cos = np.take_along_axis(cos, sae_best[:, :, :, ki, li][..., None, None], axis=3)[:, :, :, 0]
@@ -211,12 +220,13 @@ def study_summary(result: SAEResult, headline: tuple[int, float]) -> dict[str, A
 
 
 def sae_summary(studies: dict[str, SAEResult], headline: tuple[int, float],
-                run_seconds: dict[str, float] | None = None) -> dict[str, Any]:
-  """`{study name: study_summary}` plus the settings and timings of the run."""
+                toy_timings: dict[str, dict] | None = None) -> dict[str, Any]:
+  """`{study name: study_summary}` with each stage's compile and training seconds (from
+  the result files, so a rerun that reuses them reports the run that made them)."""
   out: dict[str, Any] = {"experiment": "sae_recovery", "headline setting": _label(*headline)}
   for name, res in studies.items():
     out[name] = study_summary(res, headline)
-    out[name]["timings"] = res.meta.get("timings", {})
-  if run_seconds:
-    out["run seconds"] = run_seconds
+    out[name]["timings"] = {"sae stage": res.meta.get("timings", {})}
+    if toy_timings and name in toy_timings:
+      out[name]["timings"]["toy models"] = toy_timings[name]
   return out

@@ -181,9 +181,9 @@ def figure_sae_dictionaries(result: SAEResult, points: Sequence[tuple[str, float
     row[2].set_xlabel("latent j", fontsize=8)
     row[2].set_ylabel("feature i", fontsize=8)
     for i in np.flatnonzero(~emb):
+      row[2].axhline(i, color="0.4", linewidth=0.6, linestyle=":")
       if n <= 20:
         row[0].get_xticklabels()[i].set_color("0.6")
-        row[2].axhline(i, color="0.6", linewidth=0.6, linestyle=":")
   fig.colorbar(im, ax=axes[:, 2].tolist(), shrink=0.6, label="value / cosine")
   return finish(fig, "True feature directions and the SAE's dictionary",
                 _caption([result], mult, l1),
