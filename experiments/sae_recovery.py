@@ -11,7 +11,7 @@ max cosine between W_i and a live latent's decoder column exceeds 0.9, counted o
 embedded features (||W_i|| > 0.5). Numbers in sae_recovery_summary.json.
 
   python experiments/sae_recovery.py                  # paper preset, CPU (README: run time)
-  python experiments/sae_recovery.py --preset quick   # seconds, figures in figures/quick/
+  python experiments/sae_recovery.py --preset quick   # about a minute, figures in figures/quick/
   python experiments/sae_recovery.py --l1s 0.1,0.3 --sae-seeds 5
 """
 
