@@ -19,7 +19,8 @@ grey hatched cells or grey crosses, never as numbers.
 Modules: `style` (colours, diverged marks, layout, `save_figure`), `captions` (title
 blocks), `panels` (the shown slice and the panel grids), then one module per figure
 family: `matrices`, `phase_diagrams`, `basins`, `dims`, `curves`, `inputs`,
-`beyond` (the "beyond the study" experiments). The names below are
+`beyond` (the "beyond the study" experiments), `sae` (SAE recovery, from
+`sae_results.SAEResult`s). The names below are
 the public API; import them from `superpos_jax.plotting`.
 """
 
@@ -40,6 +41,8 @@ from superpos_jax.plotting.phase_diagrams import (PHASE_COLORS, figure_phase_con
                                                   figure_phase_diagram, phase_continuous_colors,
                                                   plot_phase, plot_phase_continuous,
                                                   plot_relu_boundaries)
+from superpos_jax.plotting.sae import (figure_sae_by_superposition, figure_sae_dictionaries,
+                                       figure_sae_recovery)
 from superpos_jax.plotting.style import activation_colors, save_figure
 # Kept here for callers of the former plotting module; `superpos_jax.theory` owns them.
 from superpos_jax.theory import relu_closed_form_losses, relu_closed_form_phase
@@ -55,6 +58,7 @@ __all__ = [
     "figure_loss_curves", "figure_input_batches",
     "figure_features_per_neuron", "figure_pair_cosines", "figure_computed_features",
     "figure_init_scale_overview", "plot_activation_lines",
+    "figure_sae_recovery", "figure_sae_by_superposition", "figure_sae_dictionaries",
     "plot_gram", "plot_bias", "plot_feature_norms", "plot_neuron_features",
     "plot_phase", "plot_phase_continuous", "plot_relu_boundaries", "plot_fraction",
     "plot_dims_per_feature", "plot_feature_dimensionality",
