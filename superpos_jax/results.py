@@ -44,6 +44,14 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "phase": ((), "n=2 phase index into PHASES (only when n=2)"),
 }
 OPTIONAL = frozenset({"phase", "W2"})
+# A model family's params other than W, b (and W2) are stored as "param_<name>", dims
+# `<key>_0, <key>_1, ...` (the name as `model.named_params` gives it).
+PARAM_PREFIX = "param_"
+
+
+def param_key(name: str) -> str:
+  """The result array of a model family's parameter `name` ("W2" stays "W2")."""
+  return name if name in SCHEMA else PARAM_PREFIX + name
 # Metrics that reduce_seeds("trimmed_mean") averages (the rest come from the best seed).
 AVERAGED = ("eval_loss", "final_loss", "feature_norms", "superposition",
             "feature_dimensionality", "dims_per_feature", "loss_history")
@@ -130,7 +138,11 @@ class SweepResult:
     axes = self.axes
     variables = {}
     for k, v in self.data.items():
-      dims, description = SCHEMA[k]
+      if k in SCHEMA:
+        dims, description = SCHEMA[k]
+      else:
+        dims = tuple(f"{k}_{i}" for i in range(np.ndim(v) - len(axes)))
+        description = f"final parameter {k[len(PARAM_PREFIX):]} of the model family"
       attrs = {"description": description}
       if k == "phase":
         attrs["labels"] = json.dumps(list(PHASES))
@@ -324,7 +336,8 @@ def load(path: str | os.PathLike) -> SweepResult:
     raise ResultFileError(f"{path}: missing entries {missing}")
   axes = tuple(a for a in AXES if a in coords)
   grid_shape = tuple(len(coords[a]) for a in axes)
-  data = {k: arrays.pop(k) for k in SCHEMA if k in arrays}
+  data = {k: arrays.pop(k) for k in (*SCHEMA, *sorted(arrays))
+          if k in arrays and (k in SCHEMA or k.startswith(PARAM_PREFIX))}
   for k, v in data.items():
     if v.shape[:len(grid_shape)] != grid_shape:
       raise ResultFileError(f"{path}: {k} has shape {v.shape}, expected grid {grid_shape} first")
