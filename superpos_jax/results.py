@@ -105,17 +105,41 @@ class SweepResult:
     return int(hits[0])
 
   def sel(self, **selection: Any) -> "SweepResult":
-    """Selects single coordinate values, dropping those axes.
+    """Selects coordinate values: a single value drops its axis, a list keeps the axis
+    with those values, in the list's order.
 
-    Example: `res.sel(activation="relu", density=0.1)["W"]` has shape `[I, L, S, m, n]`.
+    Example (a result of `SweepSpec(n=10, m=5, densities=(1.0, 0.1, 0.01), seeds=(0, 1, 2))`,
+    whose axes are `spec.AXES`: activation, density, importance, lr, weight_decay,
+    init_scale, seed):
+
+      res.sel(activation="relu", density=0.1)["W"]          # [I, L, WD, AL, S, m, n]
+      res.sel(activation=["relu", "tanh"], seed=0)["W"]      # [2, D, I, L, WD, AL, m, n]
+      res.sel(activation="relu", density=0.1).squeeze()["W"]  # [S, m, n] (I = L = WD = AL = 1)
     """
     unknown = set(selection) - set(self.axes)
     if unknown:
       raise KeyError(f"unknown axes {sorted(unknown)}; axes: {self.axes}")
-    idx = tuple(self.index(a, selection[a]) if a in selection else slice(None) for a in self.axes)
-    data = {k: v[idx] for k, v in self.data.items()}
-    coords = {a: v for a, v in self.coords.items() if a not in selection}
+
+    def pick(axis):
+      value = selection[axis]
+      if isinstance(value, (list, tuple, np.ndarray)):
+        return np.asarray([self.index(axis, v) for v in value], np.int64)
+      return self.index(axis, value)
+
+    data = self.data
+    # One axis at a time (numpy would pair up several index lists instead).
+    for pos in reversed(range(len(self.axes))):
+      a = self.axes[pos]
+      if a in selection:
+        i = pick(a)
+        data = {k: np.take(v, i, axis=pos) for k, v in data.items()}
+    coords = {a: (v[pick(a)] if a in selection else v) for a, v in self.coords.items()
+              if a not in selection or np.ndim(pick(a)) == 1}
     return dataclasses.replace(self, coords=coords, data=data)
+
+  def squeeze(self) -> "SweepResult":
+    """Drops every grid axis of length 1 (its value stays in `meta["spec"]`)."""
+    return self.sel(**{a: self.coords[a][0] for a in self.axes if len(self.coords[a]) == 1})
 
   def to_xarray(self):
     """The result as an `xarray.Dataset` (needs the `xarray` extra).

@@ -29,10 +29,12 @@ One model's training:
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from superpos_jax import activations, data, families
@@ -158,66 +160,94 @@ def _first_line(e: Exception) -> str:
 
 
 def check_families(spec: SweepSpec) -> None:
-  """Checks the spec's registered model and data families and optimiser before anything
+  """Checks the spec's registered model and data families and optimiser before the grid
   is compiled: shapes, parameter names and dtypes (by `jax.eval_shape`), then one fresh
   model of the first grid point (seed 0) through a small batch, which must be finite.
+  One small program per definition and static shape (cached): other swept values reuse it.
 
   Raises:
     SpecError: one line naming the family and what is wrong.
   """
-  model, data_family = families.get("model", spec.model), families.get("data", spec.data)
-  n, m, B = spec.n, spec.m, CHECK_BATCH
-  name = f"model family {spec.model!r}"
-  acts = [activations.get(a) for a in spec.activations]
-  f32 = jnp.dtype(jnp.float32)
-  u = jax.random.uniform(jax.random.key(0), (n, B))
+  acts, model, data_family, opt = families.entries(spec)
+  probe = _family_check(acts, model, data_family, opt, spec.n, spec.m, spec.init,
+                        spec.init_instances)
+  bad_params, bad_loss = probe(jnp.float32(spec.densities[0]), jnp.float32(spec.init_scales[0]),
+                               jnp.asarray(spec.importance_matrix()[0], jnp.float32))
+  bad = [k for k, v in bad_params.items() if bool(v)]
+  if bad:
+    raise SpecError(f"model family {spec.model!r} initialises to NaN/inf in {', '.join(bad)} "
+                    f"(n={spec.n}, m={spec.m})")
+  for act, v in zip(acts, np.asarray(bad_loss)):
+    if v:
+      raise SpecError(f"model family {spec.model!r} gives a NaN/inf loss at init with "
+                      f"activation {act.name!r} (seed 0, density {spec.densities[0]:g})")
+
+
+@functools.lru_cache(maxsize=64)
+def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, instances: int):
+  """The structural checks of `check_families` (raise), then its jitted finite check
+  `probe(density, init_scale, importance [n]) -> ({param: non-finite}, [A] non-finite)`."""
+  B, f32 = CHECK_BATCH, jnp.dtype(jnp.float32)
+  name = f"model family {model.name!r}"
+  u = jax.ShapeDtypeStruct((n, B), jnp.float32)
   try:
-    present, value = jax.eval_shape(data_family.fn, u, jnp.float32(spec.densities[0]))
+    present, value = jax.eval_shape(lambda u: data_family.fn(u, jnp.float32(0.5)), u)
   except Exception as e:  # the user's code: say whose, in one line
-    raise SpecError(f"data family {spec.data!r} failed on uniforms [{n}, {B}]: "
+    raise SpecError(f"data family {data_family.name!r} failed on uniforms [{n}, {B}]: "
                     f"{_first_line(e)}") from None
   if present.shape != (n, B) or value.shape != (n, B) or present.dtype != jnp.bool_:
-    raise SpecError(f"data family {spec.data!r} must map uniforms [{n}, {B}] to (present bool, "
-                    f"value) of that shape, got {present.dtype}{list(present.shape)}, "
+    raise SpecError(f"data family {data_family.name!r} must map uniforms [{n}, {B}] to (present "
+                    f"bool, value) of that shape, got {present.dtype}{list(present.shape)}, "
                     f"{value.dtype}{list(value.shape)}")
-  init = lambda key, act: init_params(key, n, m, init=spec.init, instances=spec.init_instances,
-                                      model=spec.model, scale=spec.init_scales[0], act=act)
-  try:
-    shapes = named_params(jax.eval_shape(lambda key: init(key, acts[0].fn), jax.random.key(0)))
+
+  def init_with(key, scale, act):
+    return init_params(key, n, m, init=init, instances=instances, model=model.name,
+                       scale=scale, act=act)
+
+  try:  # the family's own params, before the engine draws `model.draw` into them
+    shapes = named_params(jax.eval_shape(lambda k: model.init(k, n, m, acts[0].fn),
+                                         jax.random.key(0)))
   except Exception as e:
     raise SpecError(f"{name} failed to initialise (n={n}, m={m}): {_first_line(e)}") from None
-  want = {"W": (m, n), "b": (n,)}
-  for k, shape in want.items():
+  got = ", ".join(f"{p} {list(v.shape)}" for p, v in shapes.items())
+  for k, shape in (("W", (m, n)), ("b", (n,))):
     if k not in shapes or shapes[k].shape != shape:
-      got = ", ".join(f"{p} {list(v.shape)}" for p, v in shapes.items())
       raise SpecError(f"{name} needs params W [{m}, {n}] and b [{n}] (what metrics and plots "
                       f"read), got {got}")
+  missing = [k for k in model.draw if k not in shapes]
+  if missing:
+    raise SpecError(f"{name} draws {', '.join(missing)}, which its params lack ({got})")
   for k, v in shapes.items():
     if v.dtype != f32:
       raise SpecError(f"{name}: param {k} is {v.dtype}, the engine trains float32")
-  opt = families.get("optimizer", spec.optimizer)
   if not isinstance(opt.factory(1.0, 0.0), optax.GradientTransformation):
-    raise SpecError(f"optimizer {spec.optimizer!r} must return an optax.GradientTransformation")
-  x = data.features(spec.data, u, jnp.float32(spec.densities[0]), signed=model.signed)
-  importance = jnp.asarray(spec.importance_matrix()[0], jnp.float32)
+    raise SpecError(f"optimizer {opt.name!r} must return an optax.GradientTransformation")
+  x = jax.ShapeDtypeStruct((n, B), jnp.float32)
   for act in acts:
-    params = init(jax.random.key(0), act.fn)
     try:
-      out = jax.eval_shape(lambda p, xs: model.apply(p, xs, columns(act.fn, act.per_example)),
-                           params, x)
+      out = jax.eval_shape(lambda k, xs: model.apply(init_with(k, 1.0, act.fn), xs,
+                                                     columns(act.fn, act.per_example)),
+                           jax.random.key(0), x)
     except Exception as e:
       raise SpecError(f"{name} failed on inputs [{n}, {B}] with activation {act.name!r}: "
                       f"{_first_line(e)}") from None
     if out.shape != (n, B) or out.dtype != f32:
       raise SpecError(f"{name} must output float32 [{n}, {B}] for inputs [{n}, {B}], got "
                       f"{out.dtype}{list(out.shape)} (activation {act.name!r})")
-    bad = [k for k, v in named_params(params).items() if not jnp.all(jnp.isfinite(v))]
-    if bad:
-      raise SpecError(f"{name} initialises to NaN/inf in {', '.join(bad)} (n={n}, m={m})")
-    value = family_loss(model, params, x, importance, act.fn, per_example=act.per_example)
-    if not jnp.isfinite(value):
-      raise SpecError(f"{name} gives a NaN/inf loss at init with activation {act.name!r} "
-                      f"(seed 0, density {spec.densities[0]:g})")
+
+  @jax.jit
+  def probe(density, scale, importance):
+    u = jax.random.uniform(jax.random.key(0), (n, B))
+    present, value = data_family.fn(u, density)
+    xs = jnp.where(present, 2.0 * value - 1.0 if model.signed else value, 0.0)
+    params = init_with(jax.random.key(0), scale, acts[0].fn)
+    bad_params = {k: ~jnp.all(jnp.isfinite(v)) for k, v in named_params(params).items()}
+    bad_loss = jnp.stack([~jnp.isfinite(family_loss(
+        model, init_with(jax.random.key(0), scale, act.fn), xs, importance, act.fn,
+        per_example=act.per_example)) for act in acts])
+    return bad_params, bad_loss
+
+  return probe
 
 
 class Trainer(NamedTuple):
