@@ -18,7 +18,7 @@ import pytest
 
 import superpos_jax as sj
 from superpos_jax import activations, cache, cli, data, families, flax_example, loss, model
-from superpos_jax import results, spec as spec_module, sweep, train
+from superpos_jax import plotting, results, spec as spec_module, sweep, train
 from superpos_jax.spec import SpecError, SweepSpec
 from tests.test_sweep import CompileEvents
 
@@ -83,7 +83,7 @@ def test_digest_sees_closed_over_values():
   assert len(digests) == 2
 
 
-def test_flax_family_point_alone_equals_point_in_grid(layernorm):
+def test_flax_family_point_alone_equals_point_in_grid(layernorm, tmp_path):
   """A Flax module swept over activations x densities x seeds in ONE traced program; a
   point of it trains alone to the same numbers."""
   base = dict(n=6, m=3, model="layernorm", **TINY)
@@ -103,6 +103,11 @@ def test_flax_family_point_alone_equals_point_in_grid(layernorm):
   assert grid["param_c"].shape == grid.spec.grid_shape + (3,)
   assert grid.meta["families"]["model"]["flax_module"].endswith("HiddenLayerNormBottleneck")
   assert not np.allclose(grid.sel(**dict(point, seed=0))["W"], alone.sel(**point)["W"])
+  # A file round trip keeps the family's own params; plots read W and b as for any model.
+  path = results.save(grid, tmp_path / "layernorm.npz")
+  loaded = results.load(path)
+  np.testing.assert_array_equal(loaded["param_LayerNorm_0.scale"], grid["param_LayerNorm_0.scale"])
+  assert "layernorm model" in plotting.figure_gram(loaded).get_suptitle()
 
 
 def test_flax_family_trains_like_train_make_train(layernorm):
@@ -235,6 +240,7 @@ def test_sel_lists_squeeze_and_the_documented_shapes():
   assert list(two.coords["activation"]) == ["tanh", "relu"] and "seed" not in two.coords
   np.testing.assert_array_equal(two["W"][1, 1], res.sel(activation="relu", density=0.1,
                                                         seed=0)["W"])
+  assert res.sel(activation=["relu", "tanh"]).squeeze()["W"].shape == (2, 3, 3, 5, 10)  # README
   squeezed = res.sel(activation="relu", density=0.1).squeeze()
   assert squeezed["W"].shape == (3, 5, 10) and squeezed.axes == ("seed",)
   assert res.sel(density=[0.1])["W"].shape == (2, 1, 1, 1, 1, 1, 3, 5, 10)
