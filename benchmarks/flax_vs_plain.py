@@ -4,14 +4,16 @@
 as a `flax.linen.Module` (same ops: the bias in the decoder matmul) are registered side by
 side and trained on the benchmark's workloads (`benchmark.N2`, `benchmark.N10`, all seven
 activations, a few hundred steps). For each: are the result arrays bit-identical, are the
-compiled programs' instructions identical (source locations stripped), and what do
-tracing + compiling and training cost (best of `--repeats` runs, interleaved)?
+compiled programs' instructions identical (source locations stripped; where they are
+not, how many lines differ), and what do tracing + compiling and training cost (best of
+`--repeats` runs, interleaved)?
 
   python benchmarks/flax_vs_plain.py                       # about 2 minutes on 2 cores
   python benchmarks/flax_vs_plain.py --out figures         # the committed summary
 """
 
 import argparse
+import difflib
 import json
 import os
 import re
@@ -82,9 +84,12 @@ def main(argv=None):
         "models": specs["bottleneck"].num_models, **rows,
         "arrays_bit_identical": sorted(a) == sorted(b) and all(
             np.array_equal(a[k], b[k], equal_nan=True) for k in a),
-        "compiled_instructions_identical": (instructions(specs["bottleneck"])
-                                            == instructions(specs["bottleneck_flax"])),
     }
+    plain, flax = instructions(specs["bottleneck"]), instructions(specs["bottleneck_flax"])
+    summary["workloads"][name]["compiled_instructions"] = {
+        "plain": len(plain), "flax": len(flax), "identical": plain == flax,
+        "lines_differing": sum(1 for l in difflib.unified_diff(plain, flax, lineterm="", n=0)
+                               if l[:1] in "+-" and l[:3] not in ("+++", "---"))}
     print(name, json.dumps(summary["workloads"][name]), flush=True)
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "flax_vs_plain.json")

@@ -245,6 +245,9 @@ def _digest_into(h, obj, seen: set) -> None:
   if isinstance(obj, types.ModuleType):
     h.update(obj.__name__.encode())
     return
+  if user and hasattr(obj, "__dict__") and not callable(getattr(obj, "__wrapped__", None)):
+    _digest_into(h, (type(obj), vars(obj)), seen)  # a user object: its class and state
+    return
   # A library function or object: by name (its code is versioned with the library).
   h.update(f"{type(obj).__qualname__}:{module}.{getattr(obj, '__qualname__', '')}".encode())
   wrapped = getattr(obj, "__wrapped__", None) or getattr(obj, "fun", None)

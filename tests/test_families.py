@@ -254,3 +254,19 @@ def test_the_package_exports():
   assert sj.register_optimizer is train.register_optimizer
   with pytest.raises(AttributeError):
     sj.nothing_here  # noqa: B018
+
+
+def test_digests_are_the_same_in_every_process():
+  """A cached result is found again by a later process (hash randomisation differs)."""
+  import os
+  import subprocess
+  import sys
+  script = ("from superpos_jax import flax_example\nfrom superpos_jax.spec import SweepSpec\n"
+            "flax_example.register()\nprint(SweepSpec(n=6, m=3).digest(), "
+            "SweepSpec(n=6, m=3, model='layernorm', activations=('sigmoid_stretched',)).digest())")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  outs = {subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=repo, PYTHONHASHSEED=str(seed)),
+                         timeout=120, check=True).stdout for seed in (1, 2)}
+  assert len(outs) == 1
+  assert outs.pop().split()[0] == SweepSpec(n=6, m=3).digest()
