@@ -9,18 +9,10 @@ A family is `apply(params, xs [n, B], act) -> [n, B]` with the batch as the mino
 (the engine's hot path), its target, input sign, init and parameter names
 (`families.ModelFamily`); the one-example form (`ModelFamily.forward`), the loss
 (`loss.model_batch_loss`) and the metrics' input (`W`) are derived from it.
-`register_model` adds one, as plain functions or as a `flax.linen.Module`:
-
-    class Biased(nn.Module):          # x' = f(Wᵀ LayerNorm(W x + c) + b)
-      m: int
-      @nn.compact
-      def __call__(self, xs, act):    # xs: [n, B]
-        W = self.param("W", nn.initializers.zeros, (self.m, xs.shape[0]))  # drawn
-        ...
-    register_model("biased", Biased, "bottleneck with a hidden bias and LayerNorm")
-
-The built-ins stay plain functions (no Flax in their hot path; see README, "Bring your
-own model", for the measured comparison).
+`register_model` adds one, as plain functions or as a `flax.linen.Module` class
+(`flax_example.py` is one; README, "Using it", registers another in a few lines). The
+built-ins stay plain functions: no Flax in the hot path's tracing (see README for the
+measured comparison, `benchmarks/flax_vs_plain.py`).
 """
 
 from __future__ import annotations
