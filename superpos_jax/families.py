@@ -73,8 +73,11 @@ class ModelFamily:
       object.__setattr__(self, "target", identity)
 
   def forward(self, params, x, act):
-    """The one-example form, derived: `x [n] -> [n]` as a batch of one column."""
-    return self.apply(params, x[:, None], act)[:, 0]
+    """The one-example form, derived: `x [n] -> [n]` as a batch of one column; `act`
+    takes one example `[n]` (vmapped over the column, so one written for `[n]` only,
+    say with `axis=-1`, is right too)."""
+    import jax  # families.py itself stays importable without jax
+    return self.apply(params, x[:, None], jax.vmap(act, in_axes=1, out_axes=1))[:, 0]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

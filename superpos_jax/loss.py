@@ -52,8 +52,8 @@ def batch_loss(params: Params, xs: jax.Array, importance: jax.Array, act: Activa
 def model_example_loss(model: str, params, x: jax.Array, importance: jax.Array,
                        act: ActivationFn) -> jax.Array:
   """`Σ_i I_i (target(x)_i - out_i)²` of model family `model` for one example `x: [n]`
-  (the batched loss of one column)."""
-  return model_batch_loss(model, params, x[:, None], importance, act)
+  (the batched loss of one column; `act` takes one example `[n]`)."""
+  return model_batch_loss(model, params, x[:, None], importance, act, per_example=True)
 
 
 def example_loss(params: Params, x: jax.Array, importance: jax.Array, act: ActivationFn) -> jax.Array:
