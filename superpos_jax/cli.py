@@ -31,8 +31,7 @@ from importlib import metadata
 from typing import Any, Callable
 
 
-from superpos_jax import activations, results
-from superpos_jax.families import DATA_FAMILIES, MODEL_FAMILIES
+from superpos_jax import activations, families, results
 from superpos_jax.inits import INITS
 from superpos_jax.plan import PRECISIONS
 from superpos_jax.results import SEED_RULES
@@ -215,11 +214,12 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                  help="comma-separated init scales α, W₀ = α·draw (an axis; default 1)")
   p.add_argument("--weight-decays", type=float_list,
                  help="comma-separated AdamW weight decays (an axis; default 0.01)")
-  p.add_argument("--model", choices=tuple(MODEL_FAMILIES),
+  # Choices read from the registries when the parser is built (register first).
+  p.add_argument("--model", choices=families.names("model"),
                  help="model family (default from preset): " + "; ".join(
-                     f"{k}: {v}" for k, v in MODEL_FAMILIES.items()))
-  p.add_argument("--data", choices=tuple(DATA_FAMILIES),
-                 help="data family (default from preset): " + ", ".join(DATA_FAMILIES))
+                     f"{k}: {v}" for k, v in families.descriptions("model").items()))
+  p.add_argument("--data", choices=families.names("data"),
+                 help="data family (default from preset): " + ", ".join(families.names("data")))
   p.add_argument("--init-rng", choices=RNG_MODES,
                  help="per_point: every grid point starts from its own W (default); shared: "
                       "every point of a seed starts from the same W")

@@ -13,6 +13,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from superpos_jax import families
+
 
 def thin(u: jax.Array, density: jax.Array) -> jax.Array:
   """Turns uniforms into sparse features with ONE random number per feature.
@@ -38,7 +40,7 @@ def sample_features(key: jax.Array, n: int, density: jax.Array) -> jax.Array:
 
 
 # A family maps `(u [n, ...], density)` to `(present [n, ...] bool, value [n, ...] in [0,1))`.
-DataFamily = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+DataFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def independent(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -80,18 +82,44 @@ def anticorrelated(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Arr
   return _interleave(a < density, (a >= density) & (v < q)), _interleave(a / density, v / q)
 
 
-DATA: dict[str, DataFamily] = {
-    "independent": independent,
-    "correlated": correlated,
-    "anticorrelated": anticorrelated,
-}
+def register_data(name: str, fn: DataFn, description: str, *, pairs: bool = False,
+                  max_density: float = 1.0, overwrite: bool = False) -> families.DataFamily:
+  """Adds a data family; its name then works in `SweepSpec(data=...)`, `--data`, result
+  metadata and plots.
+
+  Args:
+    name: lower-case identifier.
+    fn: `fn(u [n, ...], density) -> (present, value)`, both of `u`'s shape: which
+      features are present (bool) and their values in [0, 1), from ONE uniform per
+      feature (`u`, features on axis 0), so that models of a seed share the draw.
+    description: one line for `--help` and result metadata.
+    pairs: features come in pairs `(2k, 2k+1)` (n must be even).
+    max_density: the largest density the family can produce.
+    overwrite: replace a family of the same name (never reusing a program or a cached
+      result of the old one).
+
+  Returns:
+    The registered `families.DataFamily`.
+  """
+  if not callable(fn):
+    raise families.RegistryError(f"data family {name!r}: expected a function, got {fn!r}")
+  return families.add("data", families.DataFamily(name, description, fn, pairs, max_density),
+                      overwrite=overwrite)
+
+
+register_data("independent", independent, "each feature present with probability p, value U[0,1)")
+register_data("correlated", correlated, "pairs (2k, 2k+1) present together with probability p",
+              pairs=True)
+register_data("anticorrelated", anticorrelated,
+              "pairs (2k, 2k+1) never together, each present with probability p <= 1/2",
+              pairs=True, max_density=0.5)
 
 
 def features(family: str, u: jax.Array, density: jax.Array, *, signed: bool = False) -> jax.Array:
   """Features of data family `family` from uniforms `u [n, ...]`.
 
   Args:
-    family: a name of `DATA`.
+    family: a registered data family (`register_data`).
     u: uniforms in [0, 1), features on axis 0 (n even for the pair families).
     density: probability that a feature is present.
     signed: values `2v - 1` in [-1, 1) instead of `v` (the `abs` model's inputs);
@@ -100,5 +128,5 @@ def features(family: str, u: jax.Array, density: jax.Array, *, signed: bool = Fa
   Returns:
     Features of `u`'s shape; `independent` unsigned equals `thin(u, density)` bit for bit.
   """
-  present, value = DATA[family](u, density)
+  present, value = families.get("data", family).fn(u, density)
   return jnp.where(present, 2.0 * value - 1.0 if signed else value, 0.0)

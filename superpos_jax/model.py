@@ -1,22 +1,32 @@
-"""The model families, one example at a time (SCIENCE.md, "Beyond the study").
+"""The model families, each defined ONCE in batched form (SCIENCE.md, "Beyond the study").
 
   bottleneck   x' = f(WᵀW x + b)            the study's toy model (Elhage et al. 2022)
   privileged   h = f(W x), x' = f(Wᵀ h + b)  TMS, "Superposition in a privileged basis"
   abs          h = f(W₁ x), y = ReLU(W₂ h + b), target |x|   TMS, "Computation in
                superposition": untied `W₁ = Params.W [m, n]`, `W₂ = Params.W2 [n, m]`
 
-`MODELS` is the registry (names in `families.MODEL_FAMILIES`); `loss.model_batch_loss` is
-the engine's batched form of each.
+A family is `apply(params, xs [n, B], act) -> [n, B]` with the batch as the minor axis
+(the engine's hot path), its target, input sign, init and parameter names
+(`families.ModelFamily`); the one-example form (`ModelFamily.forward`), the loss
+(`loss.model_batch_loss`) and the metrics' input (`W`) are derived from it.
+`register_model` adds one, as plain functions or as a `flax.linen.Module` class
+(`flax_example.py` is one; README, "Using it", registers another in a few lines). The
+built-ins stay plain functions: no Flax in the hot path's tracing (see README for the
+measured comparison, `benchmarks/flax_vs_plain.py`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import dataclasses
+import sys
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from superpos_jax import families
 from superpos_jax.activations import ActivationFn
+from superpos_jax.families import ModelFamily
 from superpos_jax.inits import init_std
 
 
@@ -24,16 +34,6 @@ class Params(NamedTuple):
   W: jax.Array  # [m, n]; column i is feature i's direction in the hidden space (W₁ of abs)
   b: jax.Array  # [n]
   W2: jax.Array | None = None  # [n, m] untied decoder of "abs"; None (no leaf) otherwise
-
-
-class ModelFamily(NamedTuple):
-  """A model family: `forward(params, x [n], act) -> [n]`, the target it is trained to
-  output, whether its inputs are signed (in [-1, 1]) and whether it has a decoder `W2`."""
-
-  forward: Callable[[Params, jax.Array, ActivationFn], jax.Array]
-  target: Callable[[jax.Array], jax.Array]
-  signed: bool = False
-  untied: bool = False
 
 
 def _normal(key: jax.Array, shape: tuple[int, int], std: float) -> jax.Array:
@@ -45,42 +45,166 @@ def _normal(key: jax.Array, shape: tuple[int, int], std: float) -> jax.Array:
   return w_init(key, shape, jnp.float32)
 
 
+def _path_name(path) -> str:
+  """`W`, `W2`, `LayerNorm_0.scale`: a leaf's name from its key path."""
+  parts = []
+  for k in path:
+    for attr in ("name", "key", "idx"):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+  return ".".join(parts)
+
+
+def named_params(params: Any) -> dict[str, jax.Array]:
+  """Every leaf of a params pytree by name (`Params` fields, or a Flax module's nested
+  names joined with "."), in the pytree's order."""
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  return {_path_name(path): leaf for path, leaf in leaves}
+
+
+def replace_params(params: Any, values: dict[str, jax.Array]) -> Any:
+  """`params` with the leaves named in `values` replaced."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: values.get(_path_name(path), leaf), params)
+
+
 def init_params(key: jax.Array, n: int, m: int, *, init: str = "xavier_normal",
                 instances: int = 20, model: str = "bottleneck",
-                scale: jax.Array | float = 1.0) -> Params:
-  """`W [m, n] = α · N(0, std²)` with `std = inits.init_std`, zero bias.
+                scale: jax.Array | float = 1.0, act: ActivationFn | None = None) -> Any:
+  """The family's params, its `draw` leaves `α · N(0, std²)` with `std = inits.init_std`.
 
   Args:
-    key: the init key (split once more only for an untied model's `W2`).
+    key: the init key: the key of the one drawn leaf (`W`), or split once per drawn leaf
+      (`W`, `W2` of "abs"); the family's own init gets `fold_in(key, len(draw))`.
     scale: the init scale α (a grid axis; 1 keeps the family's draw bit for bit).
-    model: a name of `MODELS`; "abs" also draws `W2 [n, m]` from the same std.
+    model: a registered model family.
+    act: the activation the family's own init may trace its forward with (a Flax
+      module's `init` does); the identity if None.
   """
+  family = families.get("model", model)
   std = init_std(n, m, init, instances)
-  b = jnp.zeros((n,), jnp.float32)
-  if not MODELS[model].untied:
-    return Params(W=scale * _normal(key, (m, n), std), b=b)
-  k1, k2 = jax.random.split(key)
-  return Params(W=scale * _normal(k1, (m, n), std), b=b, W2=scale * _normal(k2, (n, m), std))
+  params = family.init(jax.random.fold_in(key, len(family.draw)), n, m,
+                       families.identity if act is None else act)
+  keys = [key] if len(family.draw) == 1 else list(jax.random.split(key, len(family.draw)))
+  shapes = {k: v.shape for k, v in named_params(params).items()}
+  return replace_params(params, {name: scale * _normal(k, shapes[name], std)
+                                 for name, k in zip(family.draw, keys)})
+
+
+def bottleneck(params: Params, xs: jax.Array, act: ActivationFn) -> jax.Array:
+  """`x' = f(Wᵀ W x + b)` of columns `xs [n, B]`: two plain matmuls, the engine's hot path."""
+  W, b = params.W, params.b
+  h = W @ xs  # [m, B]
+  # The bias rides in the decoder matmul, as a column against a row of ones, so that its
+  # gradient is a matmul too instead of a sum over the batch: with XLA CPU's YNNPACK
+  # reductions off (they leak memory on several devices, see superpos_jax/cli.py) this
+  # made n=2 training 1.3x faster (308k -> 404k model-steps/s, 7 activations).
+  decoder = jnp.concatenate([W.T, b[:, None]], axis=1)  # [n, m + 1]
+  return act(decoder @ jnp.concatenate([h, jnp.ones((1, xs.shape[1]), h.dtype)], axis=0))
+
+
+def privileged(params: Params, xs: jax.Array, act: ActivationFn) -> jax.Array:
+  """`x' = f(Wᵀ f(W x) + b)`: f on the hidden layer makes the neurons a real basis."""
+  return act(params.W.T @ act(params.W @ xs) + params.b[:, None])
+
+
+def abs_model(params: Params, xs: jax.Array, act: ActivationFn) -> jax.Array:
+  """`y = ReLU(W₂ f(W₁ x) + b)`, trained towards `|x|`."""
+  return jax.nn.relu(params.W2 @ act(params.W @ xs) + params.b[:, None])
+
+
+def tied_init(key: jax.Array, n: int, m: int, act: ActivationFn) -> Params:
+  """`W [m, n]` (drawn by the engine) and a zero bias `b [n]`."""
+  del key, act
+  return Params(W=jnp.zeros((m, n), jnp.float32), b=jnp.zeros((n,), jnp.float32))
+
+
+def untied_init(key: jax.Array, n: int, m: int, act: ActivationFn) -> Params:
+  """`tied_init` plus the decoder `W2 [n, m]` (drawn too)."""
+  return tied_init(key, n, m, act)._replace(W2=jnp.zeros((n, m), jnp.float32))
+
+
+def _is_flax_module_class(obj) -> bool:
+  linen = sys.modules.get("flax.linen")
+  return linen is not None and isinstance(obj, type) and issubclass(obj, linen.Module)
+
+
+def _module_functions(cls) -> tuple[Callable, Callable]:
+  """`(apply, init)` of a `flax.linen.Module` class called as `module(xs [n, B], act)`,
+  built with those of its fields `n`, `m` that it declares."""
+  from flax.core import unfreeze
+  sizes = {f.name for f in dataclasses.fields(cls)} & {"n", "m"}
+
+  def make(n, m):
+    return cls(**{k: v for k, v in (("n", n), ("m", m)) if k in sizes})
+
+  def apply(params, xs, act):
+    return make(xs.shape[0], named_params(params)["W"].shape[0]).apply({"params": params}, xs, act)
+
+  def init(key, n, m, act):
+    variables = make(n, m).init(key, jnp.zeros((n, 1), jnp.float32), act)
+    return unfreeze(variables["params"])
+
+  return apply, init
+
+
+def register_model(name: str, definition: Callable | type, description: str, *,
+                   init: Callable | None = None, draw: tuple[str, ...] = ("W",),
+                   target: Callable | None = None, signed: bool = False, wide: bool = False,
+                   overwrite: bool = False) -> ModelFamily:
+  """Adds a model family; its name then works in `SweepSpec(model=...)`, `--model`,
+  result metadata and plots.
+
+  Args:
+    name: lower-case identifier.
+    definition: the batched forward `apply(params, xs [n, B], act) -> [n, B]`, or a
+      `flax.linen.Module` class (fields `n` and/or `m` are filled in) whose
+      `__call__(xs [n, B], act)` returns `[n, B]`; its params must include `W [m, n]`
+      and `b [n]` (what metrics and plots read), all float32.
+    description: one line for `--help` and result metadata.
+    init: `init(key, n, m, act) -> params` for a plain `apply` (default: `Params` with
+      zero `W [m, n]` and `b [n]`); a module's own `init` otherwise.
+    draw: the params drawn by the init family times the init scale α.
+    target: what the model learns to output for inputs `xs` (default: `xs`).
+    signed: inputs in [-1, 1) instead of [0, 1).
+    wide: m may exceed n.
+    overwrite: replace a family of the same name (a program compiled for the old one is
+      never reused: the program cache holds the entry itself).
+
+  Returns:
+    The registered `families.ModelFamily`.
+  """
+  module = None
+  if _is_flax_module_class(definition):
+    if init is not None:
+      raise families.RegistryError(f"model family {name!r}: a Flax module brings its own init")
+    module = definition
+    definition, init = _module_functions(definition)
+  elif not callable(definition):
+    raise families.RegistryError(f"model family {name!r}: expected an apply function or a "
+                                 f"flax.linen.Module class, got {definition!r}")
+  family = ModelFamily(name=name, description=description, apply=definition,
+                       init=tied_init if init is None else init, draw=tuple(draw),
+                       target=target, signed=signed, wide=wide, module=module)
+  return families.add("model", family, overwrite=overwrite)
+
+
+def get_model(name: str) -> ModelFamily:
+  """The registered model family `name`."""
+  return families.get("model", name)
 
 
 def forward(params: Params, x: jax.Array, act: ActivationFn) -> jax.Array:
-  """Reconstruction `x' = f(Wᵀ W x + b)` of one example `x: [n]` (the bottleneck)."""
-  h = params.W @ x  # [m]
-  return act(params.W.T @ h + params.b)
+  """Reconstruction `x' = f(Wᵀ W x + b)` of one example `x: [n]` (the bottleneck's
+  derived one-example form)."""
+  return get_model("bottleneck").forward(params, x, act)
 
 
-def forward_privileged(params: Params, x: jax.Array, act: ActivationFn) -> jax.Array:
-  """`x' = f(Wᵀ f(W x) + b)`: f on the hidden layer makes the neurons a real basis."""
-  return act(params.W.T @ act(params.W @ x) + params.b)
-
-
-def forward_abs(params: Params, x: jax.Array, act: ActivationFn) -> jax.Array:
-  """`y = ReLU(W₂ f(W₁ x) + b)`, trained towards `|x|`."""
-  return jax.nn.relu(params.W2 @ act(params.W @ x) + params.b)
-
-
-MODELS: dict[str, ModelFamily] = {
-    "bottleneck": ModelFamily(forward, lambda x: x),
-    "privileged": ModelFamily(forward_privileged, lambda x: x),
-    "abs": ModelFamily(forward_abs, jnp.abs, signed=True, untied=True),
-}
+register_model("bottleneck", bottleneck,
+               "x' = f(WᵀW x + b): the study's model, hidden layer linear")
+register_model("privileged", privileged,
+               "h = f(W x), x' = f(Wᵀ h + b): f on the hidden layer too (TMS)")
+register_model("abs", abs_model,
+               "h = f(W₁ x), y = ReLU(W₂ h + b), target |x|, x in [-1, 1] (TMS computation)",
+               init=untied_init, draw=("W", "W2"), target=jnp.abs, signed=True, wide=True)

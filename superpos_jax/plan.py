@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from superpos_jax import families
 from superpos_jax.spec import SpecError, SweepSpec, check_spec
 from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps
 
@@ -212,8 +213,10 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
   """The layout of one run. Two plans are equal (and share a compiled program) when their
-  spec's static settings, chunk size, devices, progress flag, draw block, seed spanning
-  and precision are equal: swept values are arguments of the program, not part of it.
+  spec's static settings, registered definitions (activations, model and data families,
+  optimiser: the entries, by identity), chunk size, devices, progress flag, draw block,
+  seed spanning and precision are equal: swept values are arguments of the program, not
+  part of it.
 
   Attributes:
     spec: the spec (the program reads only its static fields, `static_key`).
@@ -237,9 +240,14 @@ class Plan:
   precision: str = "float32"
   autotuned: dict | None = None
 
+  def __post_init__(self):
+    # The registry entries themselves (compared by identity), not only their names: a
+    # name re-registered with another definition must not reuse the old program.
+    object.__setattr__(self, "_entries", families.entries(self.spec))
+
   def _key(self):
-    return (static_key(self.spec), self.chunk_size, self.devices, self.progress,
-            self.block_bytes, self.span_seeds, self.precision)
+    return (static_key(self.spec), self._entries, self.chunk_size, self.devices,
+            self.progress, self.block_bytes, self.span_seeds, self.precision)
 
   def __eq__(self, other):
     return isinstance(other, Plan) and self._key() == other._key()

@@ -15,14 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from superpos_jax import activations, results, summary_beyond
-from superpos_jax.model import MODELS, Params
+from superpos_jax.model import Params, get_model
 
 
 def isolated_output(params: Params, act: activations.ActivationFn, model: str,
                     values: jax.Array) -> jax.Array:
   """`[n, T]`: output i of `model` when only feature i is present with value `values[t]`."""
   n = params.b.shape[0]
-  forward = MODELS[model].forward
+  forward = get_model(model).forward  # the family's one-example form
 
   def one(i, t):
     return forward(params, t * jax.nn.one_hot(i, n), act)[i]

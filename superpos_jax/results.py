@@ -44,6 +44,14 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "phase": ((), "n=2 phase index into PHASES (only when n=2)"),
 }
 OPTIONAL = frozenset({"phase", "W2"})
+# A model family's params other than W, b (and W2) are stored as "param_<name>", dims
+# `<key>_0, <key>_1, ...` (the name as `model.named_params` gives it).
+PARAM_PREFIX = "param_"
+
+
+def param_key(name: str) -> str:
+  """The result array of a model family's parameter `name` ("W2" stays "W2")."""
+  return name if name in SCHEMA else PARAM_PREFIX + name
 # Metrics that reduce_seeds("trimmed_mean") averages (the rest come from the best seed).
 AVERAGED = ("eval_loss", "final_loss", "feature_norms", "superposition",
             "feature_dimensionality", "dims_per_feature", "loss_history")
@@ -97,17 +105,41 @@ class SweepResult:
     return int(hits[0])
 
   def sel(self, **selection: Any) -> "SweepResult":
-    """Selects single coordinate values, dropping those axes.
+    """Selects coordinate values: a single value drops its axis, a list keeps the axis
+    with those values, in the list's order.
 
-    Example: `res.sel(activation="relu", density=0.1)["W"]` has shape `[I, L, S, m, n]`.
+    Example (a result of `SweepSpec(n=10, m=5, densities=(1.0, 0.1, 0.01), seeds=(0, 1, 2))`,
+    whose axes are `spec.AXES`: activation, density, importance, lr, weight_decay,
+    init_scale, seed):
+
+      res.sel(activation="relu", density=0.1)["W"]          # [I, L, WD, AL, S, m, n]
+      res.sel(activation=["relu", "tanh"], seed=0)["W"]      # [2, D, I, L, WD, AL, m, n]
+      res.sel(activation="relu", density=0.1).squeeze()["W"]  # [S, m, n] (I = L = WD = AL = 1)
     """
     unknown = set(selection) - set(self.axes)
     if unknown:
       raise KeyError(f"unknown axes {sorted(unknown)}; axes: {self.axes}")
-    idx = tuple(self.index(a, selection[a]) if a in selection else slice(None) for a in self.axes)
-    data = {k: v[idx] for k, v in self.data.items()}
-    coords = {a: v for a, v in self.coords.items() if a not in selection}
+
+    def pick(axis):
+      value = selection[axis]
+      if isinstance(value, (list, tuple, np.ndarray)):
+        return np.asarray([self.index(axis, v) for v in value], np.int64)
+      return self.index(axis, value)
+
+    data = self.data
+    # One axis at a time (numpy would pair up several index lists instead).
+    for pos in reversed(range(len(self.axes))):
+      a = self.axes[pos]
+      if a in selection:
+        i = pick(a)
+        data = {k: np.take(v, i, axis=pos) for k, v in data.items()}
+    coords = {a: (v[pick(a)] if a in selection else v) for a, v in self.coords.items()
+              if a not in selection or np.ndim(pick(a)) == 1}
     return dataclasses.replace(self, coords=coords, data=data)
+
+  def squeeze(self) -> "SweepResult":
+    """Drops every grid axis of length 1 (its value stays in `meta["spec"]`)."""
+    return self.sel(**{a: self.coords[a][0] for a in self.axes if len(self.coords[a]) == 1})
 
   def to_xarray(self):
     """The result as an `xarray.Dataset` (needs the `xarray` extra).
@@ -130,7 +162,11 @@ class SweepResult:
     axes = self.axes
     variables = {}
     for k, v in self.data.items():
-      dims, description = SCHEMA[k]
+      if k in SCHEMA:
+        dims, description = SCHEMA[k]
+      else:
+        dims = tuple(f"{k}_{i}" for i in range(np.ndim(v) - len(axes)))
+        description = f"final parameter {k[len(PARAM_PREFIX):]} of the model family"
       attrs = {"description": description}
       if k == "phase":
         attrs["labels"] = json.dumps(list(PHASES))
@@ -324,7 +360,8 @@ def load(path: str | os.PathLike) -> SweepResult:
     raise ResultFileError(f"{path}: missing entries {missing}")
   axes = tuple(a for a in AXES if a in coords)
   grid_shape = tuple(len(coords[a]) for a in axes)
-  data = {k: arrays.pop(k) for k in SCHEMA if k in arrays}
+  data = {k: arrays.pop(k) for k in (*SCHEMA, *sorted(arrays))
+          if k in arrays and (k in SCHEMA or k.startswith(PARAM_PREFIX))}
   for k, v in data.items():
     if v.shape[:len(grid_shape)] != grid_shape:
       raise ResultFileError(f"{path}: {k} has shape {v.shape}, expected grid {grid_shape} first")

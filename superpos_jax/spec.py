@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from superpos_jax.inits import INITS
-from superpos_jax.families import DATA_FAMILIES, MODEL_FAMILIES
+from superpos_jax import families
 from superpos_jax.phases import DEFAULT_THRESHOLDS, PhaseThresholds
 
 # "shared": common random numbers per seed; "per_point": a stream per grid point.
@@ -77,7 +77,7 @@ IMPORTANCE_KINDS = {
 
 _INT_FIELDS = ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_instances")
 _FLOAT_FIELDS = ("phase_encoded", "phase_not_encoded")
-_NAME_FIELDS = ("importance_kind", "init", "rng", "init_rng", "model", "data")
+_NAME_FIELDS = ("importance_kind", "init", "rng", "init_rng", "model", "data", "optimizer")
 # Swept float axes: field -> what its error messages call one value.
 _FLOAT_AXES = (("densities", "density"), ("importances", "importance"), ("lrs", "learning rate"),
                ("weight_decays", "weight decay"), ("init_scales", "init scale"))
@@ -144,10 +144,12 @@ class SweepSpec:
     init_scales: init scales α (an axis): `W₀ = α · (the init family's draw)`.
     init: an init family of `inits.INITS` ("xavier_normal" per model, "notebook", or
       "normal" with σ² = 1/m; α rescales any of them).
-    model: a model family of `families.MODEL_FAMILIES` ("bottleneck", "privileged",
-      "abs"), static.
-    data: a data family of `families.DATA_FAMILIES` ("independent", "correlated",
-      "anticorrelated" pairs), static.
+    model: a registered model family ("bottleneck", "privileged", "abs", or one added
+      with `model.register_model`), static.
+    data: a registered data family ("independent", "correlated", "anticorrelated"
+      pairs, or one added with `data.register_data`), static.
+    optimizer: a registered optimiser ("adamw", PyTorch's defaults; or one added with
+      `train.register_optimizer`): a factory of the swept lr and weight decay.
     init_instances: instance count for the "notebook" init's std.
     log_every: steps per loss-history window.
     eval_size: examples in the fixed evaluation set (used to pick the best seed).
@@ -180,6 +182,7 @@ class SweepSpec:
   init_rng: str = "per_point"
   model: str = "bottleneck"
   data: str = "independent"
+  optimizer: str = "adamw"
   phase_encoded: float = DEFAULT_THRESHOLDS.encoded
   phase_not_encoded: float = DEFAULT_THRESHOLDS.not_encoded
 
@@ -228,8 +231,6 @@ class SweepSpec:
     need(self.steps // self.log_every <= MAX_WINDOWS,
          f"steps / log_every must be at most {MAX_WINDOWS:,} loss-history windows "
          f"(got {self.steps:,} / {self.log_every:,})")
-    need(self.m <= self.n or self.model == "abs",
-         f"m must be <= n for a bottleneck (got n={self.n}, m={self.m})")
     for f in ("activations", *(f for f, _ in _FLOAT_AXES), "seeds"):
       need(len(getattr(self, f)) >= 1, f"{f} must not be empty")
     if _CHECK_REGISTRY.get():
@@ -276,15 +277,23 @@ class SweepSpec:
          "phase thresholds need 0 <= phase_not_encoded <= phase_encoded")
 
   def _validate_families(self) -> None:
-    """Model and data family names, and what the pair families need."""
-    for field, valid in (("model", MODEL_FAMILIES), ("data", DATA_FAMILIES)):
-      if getattr(self, field) not in valid:
-        raise SpecError(f"unknown {field} {getattr(self, field)!r}; valid: {', '.join(valid)}")
-    if self.data != "independent" and self.n % 2:
+    """Model, data family and optimiser names, and what the families need (checked
+    against the registries, except while a result file is read back)."""
+    if not _CHECK_REGISTRY.get():
+      return
+    for field in ("model", "data", "optimizer"):
+      if getattr(self, field) not in families.names(field):
+        raise SpecError(f"unknown {field} {getattr(self, field)!r}; valid: "
+                        f"{', '.join(families.names(field))}")
+    if not families.get("model", self.model).wide and self.m > self.n:
+      raise SpecError(f"m must be <= n for model={self.model!r}, a bottleneck "
+                      f"(got n={self.n}, m={self.m})")
+    data = families.get("data", self.data)
+    if data.pairs and self.n % 2:
       raise SpecError(f"data={self.data!r} pairs features (2k, 2k+1): n must be even, got {self.n}")
-    if self.data == "anticorrelated" and max(self.densities) > 0.5:
-      raise SpecError("data='anticorrelated' needs every density <= 1/2 (a pair's two "
-                      f"features are never present together), got {max(self.densities)}")
+    if max(self.densities) > data.max_density:
+      raise SpecError(f"data={self.data!r} needs every density <= {data.max_density:g} "
+                      f"(the family cannot produce more), got {max(self.densities)}")
 
   @property
   def grid_shape(self) -> tuple[int, ...]:
@@ -352,11 +361,23 @@ class SweepSpec:
       _CHECK_REGISTRY.reset(token)
 
   def digest(self) -> str:
-    """Short hash of the spec, the engine's source code and the versions of the libraries
-    whose code decides the numbers: the key of a cached result."""
+    """Short hash of the spec, the engine's source code, the code of the registered
+    definitions it names (`definition_digests`: a name re-registered with another
+    function gets another digest) and the versions of the libraries whose code decides
+    the numbers: the key of a cached result."""
     text = json.dumps({"spec": self.to_dict(), "code": _engine_source_hash(),
+                       "definitions": definition_digests(self),
                        "versions": _numeric_versions()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def definition_digests(spec: SweepSpec) -> dict[str, Any]:
+  """`families.code_digest` of every registered definition `spec` trains with (its
+  activations, model and data families, optimiser), by kind and name."""
+  acts, model, data, opt = families.entries(spec)
+  return {"activations": {a.name: families.code_digest(a) for a in acts},
+          "model": families.code_digest(model), "data": families.code_digest(data),
+          "optimizer": families.code_digest(opt)}
 
 
 # Modules whose code decides the numbers (not plots, not the CLI, not the file format).

@@ -2,7 +2,7 @@
 
     spec = SweepSpec(n=10, m=5, densities=(1.0, 0.1, 0.01), seeds=(0, 1, 2))
     result = run(spec)                      # results.SweepResult
-    result.sel(activation="relu", density=0.1)["W"]   # [I, L, S, m, n]
+    result.sel(activation="relu", density=0.1)["W"]   # [I, L, WD, AL, S, m, n]
 
 The grid is activation × density × importance × lr × weight decay × init scale × seed
 (`spec.AXES`); the model family, data family and init family are static. Inside the program the points
@@ -33,12 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superpos_jax import activations, metrics, results
+from superpos_jax import activations, families, metrics, results
 from superpos_jax.environment import environment
 from superpos_jax.plan import Plan, choose_devices, make_plan
 from superpos_jax.progress import Progress, report, showing
 from superpos_jax.spec import SweepSpec, check_spec
-from superpos_jax.train import TrainOutput, draw_uniforms, make_train, scan_steps
+from superpos_jax.train import (TrainOutput, check_families, draw_uniforms, make_train, output,
+                                scan_steps)
 
 
 def _float_bits(x: jax.Array) -> jax.Array:
@@ -113,8 +114,9 @@ def _grid_metrics(spec: SweepSpec, out: TrainOutput) -> dict[str, jax.Array]:
       "feature_dimensionality": per_model(metrics.feature_dimensionality)(W),
       "dims_per_feature": per_model(metrics.dims_per_feature)(W),
   }
-  if out.W2 is not None:  # untied "abs": the tied-weight metrics above are W₁'s
-    arrays["W2"] = out.W2
+  # The family's other params ("W2" of the untied "abs", whose W is W₁); names not in
+  # the result schema get a "param_" prefix (results.PARAM_PREFIX).
+  arrays.update({results.param_key(k): v for k, v in out.extra.items()})
   finite_w = jnp.all(jnp.isfinite(W), axis=(-2, -1)) & jnp.all(jnp.isfinite(b), axis=-1)
   arrays["diverged"] = ~(finite_w & jnp.all(jnp.isfinite(history), axis=-1))
   # A NaN model can still score a finite loss (relu(NaN) may come out as 0): never let it
@@ -195,10 +197,9 @@ def _device_finish(plan: Plan, states, history, dens, imp) -> TrainOutput:
   `[n, eval_size]` per model, too big for a grid)."""
   evals = [jax.lax.map(lambda c, t=t: jax.vmap(t.evaluate)(*c), (st.params, dens, imp))
            for t, st in zip(_trainers(plan), states)]
-  stack = lambda xs: jnp.stack(xs)  # [A, chunks, C, ...]
-  W2 = stack([st.params.W2 for st in states]) if states[0].params.W2 is not None else None
-  return TrainOutput(stack([st.params.W for st in states]), stack([st.params.b for st in states]),
-                     jnp.moveaxis(history, 0, -1), stack(evals), W2)
+  # [A, chunks, C, ...]; W, b and the family's other params by name (`train.output`).
+  params = jax.tree.map(lambda *xs: jnp.stack(xs), *[st.params for st in states])
+  return output(params, jnp.moveaxis(history, 0, -1), jnp.stack(evals))
 
 
 def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
@@ -449,6 +450,7 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str 
   """
   if progress is None:
     progress = sys.stderr.isatty()
+  check_families(check_spec(spec))  # a bad family fails here, before any compilation
   if plan is None:
     plan = layout_for(spec, chunk_size=chunk_size, max_memory=max_memory, devices=devices,
                       span_seeds=span_seeds, matmul_precision=matmul_precision,
@@ -481,6 +483,7 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str 
   run_s += time.perf_counter() - t0
   meta = {
       "spec": spec.to_dict(),
+      "families": families.describe(spec),
       "spec_digest": spec.digest(),
       "env": environment(plan.devices),
       "engine": plan.describe() | ({"staged": staged} if staged else {}),

@@ -11,14 +11,15 @@ distribution or initialisation enters.
 
 One model's training:
   1. init: `W [m, n]` (and the `abs` model's `W2 [n, m]`) from the init family's normal
-     times the init scale α (`inits`, `model.init_params`), b = 0; AdamW's state.
+     times the init scale α (`inits`, `model.init_params`), b = 0; the optimiser's state.
   2. data: step t's batch is `data.features(spec.data, u_t, density)` with
      `u_t ~ U[0,1)^[n, B]` drawn from `fold_in(data_key, t)`: every data family uses one
      uniform per feature, so the draw's shape is the same for all of them. A data key
      shared by several models (not batched under vmap) gives them common random numbers,
      drawn once for all of them.
-  3. step: the importance-weighted loss of the model family (`loss.model_batch_loss`) and
-     one AdamW update (PyTorch's defaults, decoupled decay on W and b alike).
+  3. step: the importance-weighted loss of the model family (`loss.family_loss`) and
+     one update of the spec's optimiser (`register_optimizer`; by default AdamW with
+     PyTorch's defaults, decoupled decay on W and b alike).
   4. loop: `lax.scan` over log windows of `log_every` steps, each the mean training loss of
      its steps; uniforms are drawn for a block of steps at once (the same numbers as step
      by step, cheaper per number).
@@ -28,17 +29,19 @@ One model's training:
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from superpos_jax import data
+from superpos_jax import activations, data, families
 from superpos_jax.activations import Activation
-from superpos_jax.loss import model_batch_loss
-from superpos_jax.model import MODELS, Params, init_params
-from superpos_jax.spec import SweepSpec
+from superpos_jax.loss import columns, family_loss
+from superpos_jax.model import Params, init_params, named_params
+from superpos_jax.spec import SpecError, SweepSpec
 
 # Seed of the evaluation set: one fixed set of examples for every model of every grid.
 EVAL_SEED = 2**31 - 1
@@ -57,7 +60,9 @@ class TrainOutput(NamedTuple):
   b: jax.Array  # [n] final bias
   loss_history: jax.Array  # [T] mean training loss of each log window
   eval_loss: jax.Array  # [] loss on the fixed evaluation set
-  W2: jax.Array | None = None  # [n, m] final decoder of an untied model ("abs")
+  # Every other final parameter by name (`model.named_params`): "W2" [n, m] of "abs", a
+  # Flax family's own ("c", "LayerNorm_0.scale", ...); empty for the tied built-ins.
+  extra: dict[str, jax.Array] = {}
 
 
 def optimizer(lr: jax.Array, weight_decay: jax.Array) -> optax.GradientTransformation:
@@ -65,6 +70,28 @@ def optimizer(lr: jax.Array, weight_decay: jax.Array) -> optax.GradientTransform
   b alike, as `torch.optim.AdamW` does when given all parameters. Both hyperparameters may
   be arrays, so sweeping them needs no recompilation."""
   return optax.adamw(learning_rate=lr, weight_decay=weight_decay)
+
+
+def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
+                       description: str, *, overwrite: bool = False) -> families.Optimizer:
+  """Adds an optimiser; `SweepSpec(optimizer=name)` then trains with it.
+
+  Args:
+    factory: `factory(lr, weight_decay) -> optax.GradientTransformation` of the two
+      swept hyperparameters (arrays under vmap: a new value needs no recompilation),
+      e.g. `lambda lr, wd: optax.chain(optax.clip_by_global_norm(1.0),
+      optax.adamw(lr, weight_decay=wd))`.
+    overwrite: replace an optimiser of the same name (never reusing a program or a
+      cached result of the old one).
+  """
+  if not callable(factory):
+    raise families.RegistryError(f"optimizer {name!r}: expected a factory, got {factory!r}")
+  return families.add("optimizer", families.Optimizer(name, description, factory),
+                      overwrite=overwrite)
+
+
+register_optimizer("adamw", optimizer,
+                   "AdamW, PyTorch's defaults (betas 0.9/0.999, eps 1e-8, decoupled decay)")
 
 
 def block_steps(length: int, step_bytes: int, block_bytes: int = DRAW_BLOCK_BYTES) -> int:
@@ -122,6 +149,112 @@ def scan_steps(spec: SweepSpec, advance: Callable, state, *, step_bytes: int,
   return state, history
 
 
+def output(params, history: jax.Array, eval_loss: jax.Array) -> TrainOutput:
+  """A `TrainOutput` of any family's params: `W` and `b`, the rest in `extra`."""
+  named = named_params(params)
+  W, b = named.pop("W"), named.pop("b")
+  return TrainOutput(W, b, history, eval_loss, named)
+
+
+# Examples the family check runs through a fresh model (`check_families`).
+CHECK_BATCH = 64
+
+
+def _first_line(e: Exception) -> str:
+  return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
+def check_families(spec: SweepSpec) -> None:
+  """Checks the spec's registered model and data families and optimiser before the grid
+  is compiled: shapes, parameter names and dtypes (by `jax.eval_shape`), then one fresh
+  model of the first grid point (seed 0) through a small batch, which must be finite.
+  One small program per definition and static shape (cached): other swept values reuse it.
+
+  Raises:
+    SpecError: one line naming the family and what is wrong.
+  """
+  acts, model, data_family, opt = families.entries(spec)
+  probe = _family_check(acts, model, data_family, opt, spec.n, spec.m, spec.init,
+                        spec.init_instances)
+  bad_params, bad_loss = probe(jnp.float32(spec.densities[0]), jnp.float32(spec.init_scales[0]),
+                               jnp.asarray(spec.importance_matrix()[0], jnp.float32))
+  bad = [k for k, v in bad_params.items() if bool(v)]
+  if bad:
+    raise SpecError(f"model family {spec.model!r} initialises to NaN/inf in {', '.join(bad)} "
+                    f"(n={spec.n}, m={spec.m})")
+  for act, v in zip(acts, np.asarray(bad_loss)):
+    if v:
+      raise SpecError(f"model family {spec.model!r} gives a NaN/inf loss at init with "
+                      f"activation {act.name!r} (seed 0, density {spec.densities[0]:g})")
+
+
+@functools.lru_cache(maxsize=64)
+def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, instances: int):
+  """The structural checks of `check_families` (raise), then its jitted finite check
+  `probe(density, init_scale, importance [n]) -> ({param: non-finite}, [A] non-finite)`."""
+  B, f32 = CHECK_BATCH, jnp.dtype(jnp.float32)
+  name = f"model family {model.name!r}"
+  u = jax.ShapeDtypeStruct((n, B), jnp.float32)
+  try:
+    present, value = jax.eval_shape(lambda u: data_family.fn(u, jnp.float32(0.5)), u)
+  except Exception as e:  # the user's code: say whose, in one line
+    raise SpecError(f"data family {data_family.name!r} failed on uniforms [{n}, {B}]: "
+                    f"{_first_line(e)}") from None
+  if present.shape != (n, B) or value.shape != (n, B) or present.dtype != jnp.bool_:
+    raise SpecError(f"data family {data_family.name!r} must map uniforms [{n}, {B}] to (present "
+                    f"bool, value) of that shape, got {present.dtype}{list(present.shape)}, "
+                    f"{value.dtype}{list(value.shape)}")
+
+  def init_with(key, scale, act):
+    return init_params(key, n, m, init=init, instances=instances, model=model.name,
+                       scale=scale, act=act)
+
+  try:  # the family's own params, before the engine draws `model.draw` into them
+    shapes = named_params(jax.eval_shape(lambda k: model.init(k, n, m, acts[0].fn),
+                                         jax.random.key(0)))
+  except Exception as e:
+    raise SpecError(f"{name} failed to initialise (n={n}, m={m}): {_first_line(e)}") from None
+  got = ", ".join(f"{p} {list(v.shape)}" for p, v in shapes.items())
+  for k, shape in (("W", (m, n)), ("b", (n,))):
+    if k not in shapes or shapes[k].shape != shape:
+      raise SpecError(f"{name} needs params W [{m}, {n}] and b [{n}] (what metrics and plots "
+                      f"read), got {got}")
+  missing = [k for k in model.draw if k not in shapes]
+  if missing:
+    raise SpecError(f"{name} draws {', '.join(missing)}, which its params lack ({got})")
+  for k, v in shapes.items():
+    if v.dtype != f32:
+      raise SpecError(f"{name}: param {k} is {v.dtype}, the engine trains float32")
+  if not isinstance(opt.factory(1.0, 0.0), optax.GradientTransformation):
+    raise SpecError(f"optimizer {opt.name!r} must return an optax.GradientTransformation")
+  x = jax.ShapeDtypeStruct((n, B), jnp.float32)
+  for act in acts:
+    try:
+      out = jax.eval_shape(lambda k, xs: model.apply(init_with(k, 1.0, act.fn), xs,
+                                                     columns(act.fn, act.per_example)),
+                           jax.random.key(0), x)
+    except Exception as e:
+      raise SpecError(f"{name} failed on inputs [{n}, {B}] with activation {act.name!r}: "
+                      f"{_first_line(e)}") from None
+    if out.shape != (n, B) or out.dtype != f32:
+      raise SpecError(f"{name} must output float32 [{n}, {B}] for inputs [{n}, {B}], got "
+                      f"{out.dtype}{list(out.shape)} (activation {act.name!r})")
+
+  @jax.jit
+  def probe(density, scale, importance):
+    u = jax.random.uniform(jax.random.key(0), (n, B))
+    present, value = data_family.fn(u, density)
+    xs = jnp.where(present, 2.0 * value - 1.0 if model.signed else value, 0.0)
+    params = init_with(jax.random.key(0), scale, acts[0].fn)
+    bad_params = {k: ~jnp.all(jnp.isfinite(v)) for k, v in named_params(params).items()}
+    bad_loss = jnp.stack([~jnp.isfinite(family_loss(
+        model, init_with(jax.random.key(0), scale, act.fn), xs, importance, act.fn,
+        per_example=act.per_example)) for act in acts])
+    return bad_params, bad_loss
+
+  return probe
+
+
 class Trainer(NamedTuple):
   """The pieces of one model's training (pure, jittable functions; vmap any argument).
 
@@ -156,23 +289,25 @@ def make_train(spec: SweepSpec, act: Activation, *,
     weight_decay, init_scale=1) -> TrainOutput` is the whole training of one model.
   """
   n, m, B = spec.n, spec.m, spec.batch_size
-  signed = MODELS[spec.model].signed
+  family = families.get("model", spec.model)
+  optimizer = families.get("optimizer", spec.optimizer).factory
+  signed = family.signed
 
   def init(key: jax.Array, init_scale=1.0) -> TrainState:
-    """Step 1: `W [m, n]` from the init family times `init_scale`, b = 0, AdamW's state."""
+    """Step 1: `W [m, n]` from the init family times `init_scale`, b = 0, the optimiser's
+    state."""
     params = init_params(key, n, m, init=spec.init, instances=spec.init_instances,
-                         model=spec.model, scale=init_scale)
+                         model=spec.model, scale=init_scale, act=act.fn)
     return TrainState(params, optimizer(1.0, 0.0).init(params))
 
   def loss_of(params: Params, x: jax.Array, importance: jax.Array) -> jax.Array:
-    return model_batch_loss(spec.model, params, x, importance, act.fn,
-                            per_example=act.per_example)
+    return family_loss(family, params, x, importance, act.fn, per_example=act.per_example)
 
   def batch(u, density):
     return data.features(spec.data, u, density, signed=signed)
 
   def step(state: TrainState, u, density, importance, lr, weight_decay):
-    """Steps 2-3: the batch of uniforms `u [n, B]` (`data.features`), one AdamW update."""
+    """Steps 2-3: the batch of uniforms `u [n, B]` (`data.features`), one optimiser update."""
     x = batch(u, density)  # [n, B]: batch minor, see loss.batch_loss
     loss, grads = jax.value_and_grad(loss_of)(state.params, x, importance)
     updates, opt_state = optimizer(lr, weight_decay).update(grads, state.opt_state, state.params)
@@ -193,9 +328,7 @@ def make_train(spec: SweepSpec, act: Activation, *,
 
     state, history = scan_steps(spec, advance, state, step_bytes=4 * n * B,
                                 block_bytes=draw_block_bytes, on_window=on_window)
-    params = state.params
-    return TrainOutput(params.W, params.b, history, evaluate(params, density, importance),
-                       params.W2)
+    return output(state.params, history, evaluate(state.params, density, importance))
 
   def train(init_key, data_key, density, importance, lr, weight_decay,
             init_scale=1.0) -> TrainOutput:

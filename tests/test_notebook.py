@@ -7,7 +7,7 @@ import tempfile
 
 import matplotlib
 
-from superpos_jax import activations, cli
+from superpos_jax import activations, cli, families
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "examples", "quickstart.ipynb")
@@ -27,7 +27,11 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch, capsys):
     for i, cell in enumerate(cells):
       exec(compile("".join(cell["source"]), f"{NOTEBOOK}[cell {i}]", "exec"), namespace)
   finally:
-    activations._REGISTRY.pop("softplus", None)  # keep the registry as other tests expect
+    activations._REGISTRY.pop("softplus", None)  # keep the registries as other tests expect
+    families._MODELS.pop("hidden_bias", None)
   out = capsys.readouterr().out
   assert "0 of 64 models diverged" in out and "wrote" in out
   assert namespace["fig"].axes and namespace["w"].shape == (4, 1, 2, 1, 2)
+  # The Flax family: swept over activations x densities x seeds, its own param returned.
+  assert namespace["own"]["W"].shape == (2, 3, 1, 1, 1, 1, 2, 3, 6)
+  assert namespace["c"].shape == (2, 3) and "HiddenBias" in out
