@@ -77,7 +77,8 @@ def activation_density_panels(grid: Sequence[Sequence[Any]], red: results.SweepR
     for d in range(len(dens)):
       panel = grid[a][d]
       axes = panel if isinstance(panel, tuple) else (panel,)
-      if is_diverged(red["W"][a, d], red["diverged"][a, d]):
+      W = red.data["W"][a, d] if "W" in red.data else 0.0  # no weights under trimmed_mean
+      if is_diverged(W, red["diverged"][a, d]):
         any_bad = True
         for i, ax in enumerate(axes):
           mark_diverged(ax, label=i == 0)
