@@ -18,7 +18,7 @@ from superpos_jax import cli
 
 NAME = "computation_tms"
 PRESETS = {
-    "paper": dict(n=100, m=40, densities=(1.0, 0.3, 0.1, 0.03, 0.01, 0.001),
+    "paper": dict(n=100, m=40, densities=(1.0, 0.1, 0.03, 0.01, 0.001),
                   importance_kind="geometric", importances=(0.8,), seeds=(0,), steps=10_000,
                   model="abs"),
     "quick": dict(n=100, m=40, densities=(1.0, 0.01), importance_kind="geometric",
