@@ -246,3 +246,11 @@ def test_save_figure_formats_and_atomicity(tmp_path):
   _assert_png(paths[0])
   assert os.path.getsize(paths[1]) > 0
   assert sorted(os.listdir(tmp_path / "sub")) == ["fig.png", "fig.svg"]
+
+
+def test_long_activation_names_wrap_at_underscores():
+  """Row labels of long registry names break after underscores; short names stay whole."""
+  from superpos_jax.plotting.panels import short_lines
+  assert short_lines("gelu_tanh") == "gelu_tanh"
+  assert short_lines("sigmoid_stretched_0p01") == "sigmoid_\nstretched_\n0p01"
+  assert short_lines("sigmoid_stretched_0p01").replace("\n", "") == "sigmoid_stretched_0p01"
