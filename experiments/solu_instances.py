@@ -5,10 +5,11 @@ gives (softmax over the n features of an example). A softmax over the *instances
 of an instance-batched model (the TMS notebook's layout: one W [instances, m, n], x
 [batch, instances, features]) couples the models sharing that tensor, so its D* depends
 on how many share it: study_checks.py tried 5. The study's figure has 20 densities per
-activation (1/(1-S) from 1 to 20): here they are the 20 instances of one tensor, once
-with the per-model Xavier std and once with the std the notebook's `xavier_normal_` on
-that tensor gives, sqrt(2/(m(n+20))); beside them the 5-instance run (contrast) and the
-definition (the engine's solu) at the same 20 densities. Numbers in
+activation (1/(1-S) from 1 to 20): here they are the 20 instances of one tensor, with
+the per-model Xavier std as study_checks.py's 5-instance run (`--init notebook`: the std
+the notebook's `xavier_normal_` on that tensor gives, sqrt(2/(m(n+20)))); beside them
+the 5-instance run's two ends (contrast; `--contrast` trains it here) and the definition
+(the engine's solu) at the same 20 densities. Numbers in
 solu_instances_summary.json, the curves in solu_instances_dstar.png.
 
   python experiments/solu_instances.py                  # paper preset (~7 min on 2 cores)
@@ -16,6 +17,8 @@ solu_instances_summary.json, the curves in solu_instances_dstar.png.
 """
 
 import dataclasses
+import json
+import os
 import sys
 
 import numpy as np
@@ -36,15 +39,31 @@ PRESETS = {
 }
 CONTRAST_INSTANCES = 5  # study_checks.py's instance set: 20^-linspace(0, 1, 5)
 PARSER = cli.experiment_parser(__doc__, PRESETS)
+PARSER.add_argument("--contrast", action="store_true",
+                    help="also train the 5-instance run here (the paper preset reads its two "
+                         "ends from study_checks_summary.json, which the same code wrote)")
 
 
-def coupled_specs(spec):
-  """label -> (spec whose densities are the instances of one tensor, its init)."""
-  five = dataclasses.replace(spec, densities=tuple(20.0 ** -np.linspace(0, 1, CONTRAST_INSTANCES)))
+def coupled_specs(spec, contrast: bool):
+  """label -> spec whose densities are the instances of one tensor (its init: the spec's,
+  `--init notebook` for the notebook's std)."""
   I = len(spec.densities)
-  return {f"softmax over {I} instances, Xavier per model": spec,
-          f"softmax over {I} instances, notebook init": dataclasses.replace(spec, init="notebook"),
-          f"softmax over {CONTRAST_INSTANCES} instances, Xavier per model (study_checks.py)": five}
+  out = {f"softmax over {I} instances, {spec.init} init": spec}
+  if contrast:
+    five = dataclasses.replace(spec, densities=tuple(20.0 ** -np.linspace(0, 1, CONTRAST_INSTANCES)))
+    out[f"softmax over {CONTRAST_INSTANCES} instances, {spec.init} init"] = five
+  return out
+
+
+def contrast_marks(folder: str) -> dict:
+  """The 5-instance run's two ends from `<folder>/study_checks_summary.json`, if there."""
+  path = os.path.join(folder, "study_checks_summary.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    row = json.load(f)["solu"]["variants"]["solu (softmax over instances)"]
+  return {f"softmax over {CONTRAST_INSTANCES} instances (study_checks_summary.json)":
+          (np.asarray([1.0, 0.05]), np.asarray([row["dstar_densest"], row["dstar_sparsest"]]))}
 
 
 def main(argv=None):
@@ -53,7 +72,8 @@ def main(argv=None):
   spec = cli.spec_from_args(args, PRESETS[args.preset])
   definition = launch.train_or_load(NAME, spec, args)
   coupled = {}
-  for label, s in coupled_specs(spec).items():
+  contrast = args.contrast or args.preset != "paper"
+  for label, s in coupled_specs(spec, contrast).items():
     cli.log(args, f"[{NAME}] training SoLU, {label} ({s.steps:,} steps)")
     coupled[label] = summary_beyond.dstar_variant(
         s.densities, study_checks.instance_softmax_dstar(s), instances=len(s.densities),
@@ -63,11 +83,14 @@ def main(argv=None):
     return
   from superpos_jax import plotting
   from superpos_jax.plotting.captions import caption
+  folder = cli.figures_dir(args)
+  marks = {} if contrast else contrast_marks(folder)
   data = summary_beyond.solu_instances_summary(definition, coupled, STUDY)
+  data["contrast, 5 instances (read from study_checks_summary.json)"] = {
+      label: {"dstar_densest": v[1][0], "dstar_sparsest": v[1][1]} for label, v in marks.items()}
+  marks["the study's SoLU, read off its figure"] = (
+      np.asarray([1.0, 0.05]), np.asarray([STUDY["dstar_densest"], STUDY["dstar_sparsest"]]))
   curves = {label: (v["densities"], v["dims_per_feature"]) for label, v in data["variants"].items()}
-  marks = {"the study's SoLU, read off its figure": (np.asarray([1.0, 0.05]),
-                                                    np.asarray([STUDY["dstar_densest"],
-                                                                STUDY["dstar_sparsest"]]))}
   settings = caption(definition, "best", {})
   figures = lambda: {"dstar": plotting.figure_dstar_variants(
       curves, settings, marks=marks, title="SoLU: where the softmax runs, and the study's curve")}

@@ -70,9 +70,8 @@ def _figures(tmp_path):
 def test_solu_instances_quick(tmp_path):
   out = _run(tmp_path, "solu_instances")
   variants = out["variants"]
-  assert [v["instances"] for v in variants.values()] == [None, 6, 6, 5]
-  assert [v["init"] for v in variants.values()] == ["xavier_normal", "xavier_normal",
-                                                     "notebook", "xavier_normal"]
+  assert [v["instances"] for v in variants.values()] == [None, 6, 5]  # quick trains the contrast
+  assert {v["init"] for v in variants.values()} == {"xavier_normal"}
   for v in variants.values():
     assert len(v["dims_per_feature"]) == len(v["densities"]) and v["dstar_densest"] > 0
     assert v["densities"] == sorted(v["densities"])
