@@ -33,26 +33,28 @@ PRESETS = {
 PARSER = cli.experiment_parser(__doc__, PRESETS)
 
 
-def build_spec(args):
-  return cli.spec_from_args(args, PRESETS[args.preset])
-
-
 def figures(result, counts, args):
   from superpos_jax import plotting
   return {"computed": plotting.figure_computed_features(result, counts),
           "loss": plotting.figure_loss_curves(result, seed_rule=args.seed_rule)}
 
 
-def main(argv=None):
-  args = PARSER.parse_args(argv)
+def run(args, name=NAME, presets=PRESETS):
+  """Trains (or loads) `presets[args.preset]` as experiment `name`, then its figures and
+  summary (computation_tms.py runs this at TMS's size)."""
   cli.configure_host(args.backend)
-  result = launch.train_or_load(NAME, build_spec(args), args)
+  result = launch.train_or_load(name, cli.spec_from_args(args, presets[args.preset]), args)
   if not args.no_plot:
     data = summary_beyond.computation_summary(result, probes.best_seed_outputs(result))
+    data["experiment"] = name
     counts = [data["computed features"][a] for a in result.coords["activation"]]
-    summarize = lambda folder: summary_beyond.save(NAME, data, folder)
-    launch.save_outputs(args, NAME, result, lambda: figures(result, np.array(counts), args),
+    summarize = lambda folder: summary_beyond.save(name, data, folder)
+    launch.save_outputs(args, name, result, lambda: figures(result, np.array(counts), args),
                         summarize=summarize)
+
+
+def main(argv=None):
+  run(PARSER.parse_args(argv))
 
 
 if __name__ == "__main__":

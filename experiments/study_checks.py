@@ -87,14 +87,15 @@ def phase_specs(preset):
 
 def instance_softmax_dstar(spec, *, seed: int = 0) -> list[float]:
   """D* of SoLU with the softmax over the instances axis of one `[I, m, n]` weight tensor
-  (I = the spec's densities), trained as an instance-batched loop would train it."""
+  (I = the spec's densities, one per instance), trained as an instance-batched loop would
+  train it; the "notebook" init's std counts these I instances."""
   import jax
   import jax.numpy as jnp
   import optax
   from superpos_jax import inits
   I, n, m, B = len(spec.densities), spec.n, spec.m, spec.batch_size
   dens = jnp.asarray(spec.densities, jnp.float32)[:, None, None]
-  std = inits.init_std(n, m, spec.init)
+  std = inits.init_std(n, m, spec.init, instances=I)
   params = {"W": std * jax.random.normal(jax.random.key(seed), (I, m, n)),
             "b": jnp.zeros((I, n))}
 

@@ -124,5 +124,9 @@ register("silu", jax.nn.silu, "x*sigmoid(x), a.k.a. swish")
 register("sigmoid", jax.nn.sigmoid, "1/(1+e^-x), range (0, 1)")
 register("tanh", jnp.tanh, "tanh(x), range (-1, 1)")
 register("solu", solu, "x*softmax(x) over the n outputs of an example (no LayerNorm)")
-register("sigmoid_stretched", make_stretched_sigmoid(0.1),
-         "sigmoid stretched to (-0.1, 1.1), the blog's future-work suggestion")
+# The blog's future-work suggestion at three stretches ε (`stretched_sigmoid.py` trains
+# them); "sigmoid_stretched" is ε = 0.1.
+STRETCHES = {"sigmoid_stretched_0p01": 0.01, "sigmoid_stretched": 0.1, "sigmoid_stretched_0p3": 0.3}
+for _name, _eps in STRETCHES.items():
+  register(_name, make_stretched_sigmoid(_eps),
+           f"sigmoid stretched to ({-_eps:g}, {1 + _eps:g}), the blog's future-work suggestion")

@@ -52,9 +52,15 @@ PARAM_PREFIX = "param_"
 def param_key(name: str) -> str:
   """The result array of a model family's parameter `name` ("W2" stays "W2")."""
   return name if name in SCHEMA else PARAM_PREFIX + name
-# Metrics that reduce_seeds("trimmed_mean") averages (the rest come from the best seed).
+
+
+# Metrics that reduce_seeds("trimmed_mean") averages.
 AVERAGED = ("eval_loss", "final_loss", "feature_norms", "superposition",
             "feature_dimensionality", "dims_per_feature", "loss_history")
+# A model's parameters: a "trimmed_mean" reduction holds none (averaging weights is
+# meaningless under their symmetries, and one seed's W would not be the W whose norms
+# `feature_norms` averages).
+PARAMETERS = ("W", "W2", "b")
 EXTRA = ("importance_vectors", "history_steps")
 
 # How figures and summaries collapse the seed axis (see `SweepResult.reduce_seeds`).
@@ -91,6 +97,9 @@ class SweepResult:
     return SweepSpec.from_dict(self.meta["spec"])
 
   def __getitem__(self, name: str) -> np.ndarray:
+    if name not in self.data and name in PARAMETERS and self.meta.get("seed_rule") == "trimmed_mean":
+      raise KeyError(f"{name!r}: a trimmed_mean reduction averages metrics and holds no "
+                     f"weights; reduce_seeds('best') gives the best seed's {name}")
     return self.data[name]
 
   def index(self, axis: str, value: Any) -> int:
@@ -190,12 +199,17 @@ class SweepResult:
     """Collapses the seed axis the way TMS phase diagrams do.
 
     Args:
-      rule: "best" keeps, at every grid point, the seed with the lowest `eval_loss`
-        (training sometimes lands in a local minimum). "trimmed_mean" averages the metrics
-        over seeds after discarding the worst one; weights come from the best seed
-        (averaging weights is meaningless under their symmetries) and the phase is the
-        most common one among the kept seeds.
+      rule: "best" keeps, at every grid point, every array of the seed with the lowest
+        `eval_loss` (training sometimes lands in a local minimum): one model, whose
+        metrics are those of its W. "trimmed_mean" discards the worst seed and, over the
+        kept healthy ones, gives: the mean of each `AVERAGED` metric (`feature_norms` is
+        the mean of the seeds' `‖W_i‖`, not the norm of any one W), `phase` the most
+        common phase (ties: the best seed's), `diverged` True only where every kept seed
+        diverged; it holds no `W`, `W2` or `b` (`PARAMETERS`: asking for them raises a
+        KeyError). The rule is recorded as `meta["seed_rule"]`.
     """
+    if rule not in SEED_RULES:
+      raise ValueError(f"unknown seed rule {rule!r}; valid: {', '.join(SEED_RULES)}")
     if "seed" not in self.coords:
       raise ValueError("this result has no seed axis left")
     ax = self.axes.index("seed")
@@ -208,6 +222,8 @@ class SweepResult:
 
     data = {k: take(v, best) for k, v in self.data.items()}
     if rule == "trimmed_mean":
+      for k in [k for k in data if k in PARAMETERS or k.startswith(PARAM_PREFIX)]:
+        data.pop(k)
       n_seeds = loss.shape[ax]
       order = np.argsort(loss, axis=ax)
       kept = np.take(order, np.arange(max(n_seeds - 1, 1)), axis=ax)  # drop the worst
@@ -228,10 +244,8 @@ class SweepResult:
         best_phase = data["phase"]
         best_count = np.take_along_axis(counts, best_phase[None].astype(np.int64), 0)[0]
         data["phase"] = np.where(counts.max(0) > best_count, counts.argmax(0), best_phase)
-    elif rule not in SEED_RULES:
-      raise ValueError(f"unknown seed rule {rule!r}; valid: {', '.join(SEED_RULES)}")
     coords = {a: v for a, v in self.coords.items() if a != "seed"}
-    return dataclasses.replace(self, coords=coords, data=data)
+    return dataclasses.replace(self, coords=coords, data=data, meta=dict(self.meta, seed_rule=rule))
 
 
 # Temp files are named `.tmp-<pid>@<host>@<random>-<final name>` ('@' cannot occur in a
@@ -354,7 +368,8 @@ def load(path: str | os.PathLike) -> SweepResult:
         f"{path}: schema version {version!r} is not supported (this superpos_jax reads "
         f"version {SCHEMA_VERSION}); re-run the experiment to regenerate it")
   coords = {a: arrays.pop(f"coord_{a}") for a in AXES if f"coord_{a}" in arrays}
-  missing = [k for k in (*SCHEMA, *EXTRA) if k not in arrays and k not in OPTIONAL]
+  optional = OPTIONAL | (set(PARAMETERS) if meta.get("seed_rule") == "trimmed_mean" else set())
+  missing = [k for k in (*SCHEMA, *EXTRA) if k not in arrays and k not in optional]
   missing += [f"coord_{a}" for a in AXES if a not in coords and a in meta.get("axes", AXES)]
   if missing:
     raise ResultFileError(f"{path}: missing entries {missing}")

@@ -156,8 +156,9 @@ class SweepSpec:
     rng: the data stream: "shared" (common random numbers per seed, the default: a
       variance reduction, not a bias) or "per_point" (a stream per grid point).
     init_rng: the initial W: "per_point" (the default: every grid point starts from its
-      own draw, derived from its seed and coordinates) or "shared" (every point of a
-      seed starts from the same W, as the engine did before).
+      own draw, derived from its seed, density and importance; every lr, weight decay
+      and init scale of that point shares the draw, `W₀ = α·Z` with one Z) or "shared"
+      (every point of a seed starts from the same W, as the engine did before).
     phase_encoded, phase_not_encoded: n=2 phase thresholds (`phases.PhaseThresholds`).
   """
 

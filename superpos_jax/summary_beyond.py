@@ -242,6 +242,74 @@ def computation_summary(result: SweepResult, outputs: np.ndarray) -> dict[str, A
           "eval loss": _by_act(result, _healthy(red, red["eval_loss"]))}
 
 
+def dstar_variant(densities: Any, dstar: Any, **about: Any) -> dict[str, Any]:
+  """One D* curve as a summary entry: `about` (what the variant is), then D* at the
+  densest and the sparsest density and along the curve (densities ascending)."""
+  d, y = np.asarray(densities, np.float64), np.asarray(dstar, np.float64)
+  order = np.argsort(d)
+  return {**about, "dstar_densest": y[np.argmax(d)], "dstar_sparsest": y[np.argmin(d)],
+          "densities": d[order], "dims_per_feature": y[order]}
+
+
+def solu_instances_summary(definition: SweepResult, coupled: dict[str, dict[str, Any]],
+                           study: dict[str, Any]) -> dict[str, Any]:
+  """SoLU's D* at n = 200: the definition (softmax over features) and the instance-softmax
+  runs, each at both ends and along the curve.
+
+  Args:
+    definition: the engine's result with a "solu" activation (one seed).
+    coupled: label -> `dstar_variant(...)` of each instance-batched run.
+    study: what is read off the study's figure (stated as such in the JSON).
+  """
+  red = best_grid(definition.sel(activation="solu"))
+  own = dstar_variant(red.coords["density"], _healthy(red, red["dims_per_feature"]),
+                      description="softmax over the n features of an example (the "
+                                  "definition; the engine's solu)", instances=None,
+                      init=definition.spec.init)
+  return {**_header("solu_instances", definition), "seed_rule": BEST,
+          "study (read off its figure, not computed)": study,
+          "variants": {"solu (definition)": own, **coupled}}
+
+
+def gram_interference(W: np.ndarray) -> np.ndarray:
+  """`W [..., m, n] -> [...]`: mean |(WᵀW)_ij| over i ≠ j, the off-diagonal of the
+  Gram matrix as the WᵀW figures draw it (the "speckle")."""
+  gram = np.einsum("...ki,...kj->...ij", W, W)
+  n = gram.shape[-1]
+  off = ~np.eye(n, dtype=bool)
+  return np.abs(gram[..., off]).mean(axis=-1)
+
+
+def phase_agreement(a: SweepResult, b: SweepResult) -> dict[str, Any]:
+  """How often two n = 2 results of the same grid land in the same phase, per activation:
+  the best seed at each point, and every (point, seed) pair ("typical seed")."""
+  pa, pb = summary.first_setting(a), summary.first_setting(b)
+  ok = ~(pa["diverged"] | pb["diverged"])
+  same = np.where(ok, pa["phase"] == pb["phase"], np.nan)
+  ra, rb = pa.reduce_seeds("best"), pb.reduce_seeds("best")
+  best = np.where(~(ra["diverged"] | rb["diverged"]), ra["phase"] == rb["phase"], np.nan)
+  mean = lambda x: [np.nanmean(v) for v in x.reshape(x.shape[0], -1)]
+  return {BEST: _by_act(pa, mean(best)), summary.SEED_LABELS[summary.PER_SEED]: _by_act(pa, mean(same))}
+
+
+def training_length_summary(name: str, runs: dict[str, SweepResult]) -> dict[str, Any]:
+  """The same grid trained for different step counts: each run's standard summary
+  (`summary.experiment_summary(name, ...)`), n = 10's WᵀW off-diagonal (best seed) and,
+  for n = 2, how often the runs agree on the phase with the first (shortest) run."""
+  out = {}
+  first = next(iter(runs.values()))
+  for label, res in runs.items():
+    entry = summary.experiment_summary(name, res)
+    if res.spec.n > 2:
+      red = best_grid(res)
+      entry["mean |off-diagonal (W^T W)_ij|, best seed"] = _by_act(
+          res, _healthy(red, gram_interference(red["W"])))
+    elif res is not first:
+      entry[f"same phase as the {first.spec.steps}-step run"] = phase_agreement(first, res)
+    out[label] = entry
+  return out
+
+
 def save(name: str, data: dict[str, Any], folder: str) -> str:
   """Writes `data` (a summary above) to `<folder>/<name>_summary.json` atomically."""
   text = json.dumps(summary._jsonable(data), indent=2, allow_nan=False) + "\n"

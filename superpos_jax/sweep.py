@@ -16,7 +16,8 @@ and each model thins the shared uniforms with its own density (`data.thin`). Eve
 still sees an exact i.i.d. stream of its own distribution; models that share a seed see
 correlated streams, which makes neighbouring grid points directly comparable and divides
 the random numbers drawn per step by the number of points per seed. `rng="per_point"`
-gives every point its own stream, derived from all of its coordinate values. Either way a
+gives every point its own stream, derived from its seed, density and importance (every
+lr, weight decay and init scale of a point shares its start: `point_keys`). Either way a
 point's key is a function of its coordinate *values*, so it trains to the same numbers
 alone or inside any grid.
 """
@@ -48,9 +49,12 @@ def _float_bits(x: jax.Array) -> jax.Array:
 
 # Point axes within an activation, in program order; the result's order is `spec.AXES`.
 POINT_AXES = ("seed", "density", "importance", "lr", "weight_decay", "init_scale")
-# Coordinates folded into a per-point key only where they differ from these defaults, so
-# keys (and numbers) of grids without the newer axes are those from before they existed.
-_KEY_DEFAULTS = {"weight_decay": 0.01, "init_scale": 1.0}
+# The axes of how a point is optimised (not of the problem it solves): every value of
+# them shares the point's start (see `point_keys`).
+SHARED_START_AXES = ("lr", "weight_decay", "init_scale")
+# The lr whose bits every key is folded with: keys were once folded with each point's own
+# lr, so folding this one for every lr keeps each lr = 1e-3 key (every preset's) as it was.
+_KEY_LR = 1e-3
 
 
 def _point_grid(spec: SweepSpec) -> tuple[int, ...]:
@@ -73,30 +77,32 @@ def point_keys(spec: SweepSpec, densities, importance_vectors, lrs, seeds,
   """`[S*Q, 2]` (init key, data key) of every point, in `POINT_AXES` order.
 
   Each is `fold_in(base, 0)` (init) or `fold_in(base, 1)` (data), where the base is the
-  seed's key ("shared") or the seed's key folded with the point's coordinate values
+  seed's key ("shared") or the seed's key folded with the point's density and importance
   ("per_point"), as `spec.init_rng` and `spec.rng` say. Keys depend on coordinate values,
-  not positions, so a point gets the same keys alone or inside any grid. A weight decay
-  or init scale is folded in only where it differs from `_KEY_DEFAULTS` (a function of the
-  value still). `weight_decays`, `init_scales`: `[WD]`, `[AL]`; None = the spec's.
+  not positions, so a point gets the same keys alone or inside any grid.
+
+  The start is a function of the problem, not of how it is optimised: every lr, weight
+  decay and init scale (`SHARED_START_AXES`) of a point and seed gets the same keys, so
+  `W₀ = α·Z` scales one draw `Z` for every α and comparisons along those axes are
+  paired. (The init key once folded in α and λ where they differed from 1 and 0.01, and
+  each point's lr; keys of α = 1, λ = 0.01, lr = 1e-3 are unchanged.)
+
+  Args:
+    spec: the grid (its shape and rng modes).
+    densities, importance_vectors, lrs, seeds: `[D]`, `[I, n]`, `[L]`, `[S]`, as
+      `program_inputs` gives them; `lrs` (like `weight_decays [WD]` and
+      `init_scales [AL]`, None = the spec's) only set how often each key repeats.
   """
-  if weight_decays is None:
-    weight_decays = jnp.asarray(spec.weight_decays, jnp.float32)
-  if init_scales is None:
-    init_scales = jnp.asarray(spec.init_scales, jnp.float32)
+  del lrs, weight_decays, init_scales  # shared starts: their values fold into no key
   shape = _point_grid(spec)
   grid = functools.partial(_flat_points, grid=shape)
   seed_keys = grid(jax.vmap(jax.random.key)(seeds), 0)
   weights = (jnp.arange(spec.n, dtype=jnp.uint32) + 1)[None, :]
   imp_label = jnp.sum(_float_bits(importance_vectors) * weights, axis=-1)
   fold = jax.vmap(jax.random.fold_in)
+  lr_bits = jnp.broadcast_to(_float_bits(_KEY_LR), seed_keys.shape)
   coord_keys = fold(fold(fold(seed_keys, _float_bits(grid(densities, 1))), grid(imp_label, 2)),
-                    _float_bits(grid(lrs, 3)))
-  for axis, values in ((4, weight_decays), (5, init_scales)):
-    v = grid(values, axis)
-    folded = fold(coord_keys, _float_bits(v))
-    keep = v == jnp.float32(_KEY_DEFAULTS[POINT_AXES[axis]])
-    coord_keys = jax.random.wrap_key_data(jnp.where(
-        keep[:, None], jax.random.key_data(coord_keys), jax.random.key_data(folded)))
+                    lr_bits)
   base = lambda mode: coord_keys if mode == "per_point" else seed_keys
   count = jnp.zeros(seed_keys.shape[0], jnp.uint32)
   return jnp.stack([fold(base(spec.init_rng), count), fold(base(spec.rng), count + 1)], axis=-1)

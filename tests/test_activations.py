@@ -33,6 +33,8 @@ ELEMENTWISE = {
     "sigmoid": _sigmoid,
     "tanh": math.tanh,
     "sigmoid_stretched": lambda x: 1.2 * _sigmoid(x) - 0.1,
+    "sigmoid_stretched_0p01": lambda x: 1.02 * _sigmoid(x) - 0.01,
+    "sigmoid_stretched_0p3": lambda x: 1.6 * _sigmoid(x) - 0.3,
 }
 
 
@@ -86,13 +88,14 @@ class ActivationFormulaTest(chex.TestCase):
     np.testing.assert_allclose(base, [0.18310, 0.60375, -0.06012], rtol=0, atol=1e-4)
 
   @chex.variants(with_jit=True, without_jit=True)
-  def test_stretched_sigmoid_range(self):
-    """sigmoid_stretched spans (-0.1, 1.1): beyond (0, 1), never past the stretch."""
-    fn = self.variant(activations.get("sigmoid_stretched").fn)
+  @parameterized.parameters(*activations.STRETCHES.items())
+  def test_stretched_sigmoid_range(self, name, eps):
+    """Each stretched sigmoid spans (-ε, 1+ε): beyond (0, 1), never past the stretch."""
+    fn = self.variant(activations.get(name).fn)
     z = jnp.linspace(-30.0, 30.0, 601)
     out = np.asarray(fn(z))
-    assert out.min() >= -0.1 and out.max() <= 1.1
-    assert out.min() < -0.09 and out.max() > 1.09
+    assert out.min() >= -eps and out.max() <= 1 + eps
+    assert out.min() < -0.9 * eps and out.max() > 1 + 0.9 * eps
     np.testing.assert_allclose(np.asarray(fn(jnp.zeros(1))), [0.5], rtol=0, atol=1e-7)
 
 

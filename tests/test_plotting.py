@@ -96,6 +96,21 @@ def test_every_figure_draws_without_jax(saved, tmp_path):
   assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
 
 
+def test_trimmed_mean_figures_never_show_averaged_weights(saved):
+  """Under trimmed_mean the metric figures draw the means, and the weight figures the best
+  seed's W, saying so (a trimmed_mean reduction holds no W: `results.PARAMETERS`)."""
+  n10 = results.load(saved[1])
+  for fn in (plotting.figure_gram, plotting.figure_neuron_features):
+    title = fn(n10, seed_rule="trimmed_mean")._suptitle.get_text()
+    assert "weights: best seed" in title, title
+    assert "weights: best seed" not in fn(n10)._suptitle.get_text()
+  norms = plotting.figure_feature_norms(n10, seed_rule="trimmed_mean")
+  assert "weights are never averaged" in norms._suptitle.get_text()
+  for fn in (plotting.figure_dims_per_feature, plotting.figure_feature_dimensionality,
+             plotting.figure_loss_curves):
+    fn(n10, seed_rule="trimmed_mean")
+
+
 def _with_diverged(res: results.SweepResult, all_seeds: bool) -> results.SweepResult:
   """A copy where activation 0 at density index 1 blew up (NaN weights, metrics, loss)."""
   data = {k: v.copy() for k, v in res.data.items()}
@@ -231,3 +246,11 @@ def test_save_figure_formats_and_atomicity(tmp_path):
   _assert_png(paths[0])
   assert os.path.getsize(paths[1]) > 0
   assert sorted(os.listdir(tmp_path / "sub")) == ["fig.png", "fig.svg"]
+
+
+def test_long_activation_names_wrap_at_underscores():
+  """Row labels of long registry names break after underscores; short names stay whole."""
+  from superpos_jax.plotting.panels import short_lines
+  assert short_lines("gelu_tanh") == "gelu_tanh"
+  assert short_lines("sigmoid_stretched_0p01") == "sigmoid_\nstretched_\n0p01"
+  assert short_lines("sigmoid_stretched_0p01").replace("\n", "") == "sigmoid_stretched_0p01"

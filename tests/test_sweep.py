@@ -5,13 +5,18 @@ import json
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from superpos_jax import activations, metrics, plan, results, sweep
+from superpos_jax import activations, metrics, plan, results, sweep, train
 from superpos_jax.spec import SpecError, SweepSpec
 
 TINY = dict(batch_size=64, eval_size=256, log_every=10)
+# Last key word of each (init, data) key of `test_default_keys_are_those_of_before_shared_starts`'s
+# points, from the engine before lr, weight decay and init scale shared a start.
+EXPECTED_KEY_WORDS = [[980956775, 4184770603], [3712853313, 3845410133],
+                      [2177731857, 665431488], [3549066225, 932410570]]
 
 # One grid with every axis longer than 1, and a diverging learning rate (1e6: AdamW's
 # decoupled weight decay multiplies W by 1 - lr*wd = -9999 per step) beside a sane one.
@@ -460,9 +465,10 @@ def test_study_grid_runs_and_round_trips(tmp_path):
 
 @pytest.mark.parametrize("init_rng", ["per_point", "shared"])
 def test_init_keys_per_point_data_keys_per_seed(init_rng):
-  """By default every point starts from its own W (init key from its coordinates) while
-  the points of a seed share their data stream; init_rng='shared' gives a seed one W."""
-  spec = SweepSpec(n=3, m=2, activations=("relu",), densities=(1.0, 0.5), lrs=(1e-3, 1e-2),
+  """By default every point starts from its own W (init key from its density and
+  importance) while the points of a seed share their data stream; init_rng='shared'
+  gives a seed one W."""
+  spec = SweepSpec(n=3, m=2, activations=("relu",), densities=(1.0, 0.5), importances=(0.7, 0.9),
                    seeds=(0, 1), steps=2, init_rng=init_rng, **TINY)
   keys = jax.random.key_data(sweep.point_keys(spec, *sweep.program_inputs(spec)[:4]))
   init, data = np.asarray(keys[:, 0]), np.asarray(keys[:, 1])  # [S*Q, ...], seed-major
@@ -475,3 +481,31 @@ def test_init_keys_per_point_data_keys_per_seed(init_rng):
   res = sweep.run(spec)
   W0 = res.sel(activation="relu", seed=0, **SETTINGS)["W"]  # [D, I, L, m, n] after 2 steps
   assert (np.abs(W0[0, 0, 0] - W0[1, 0, 0]).max() > 1e-2) == (init_rng == "per_point")
+
+
+@pytest.mark.parametrize("rng", ["shared", "per_point"])
+def test_optimiser_axes_share_a_start(rng):
+  """Every lr, weight decay and init scale of a point and seed gets the same keys, so
+  W₀ = α·Z scales ONE draw Z (a paired comparison); density and importance still get
+  their own. At α = 3 the initial W is exactly 3× the α = 1 one."""
+  spec = SweepSpec(n=3, m=2, activations=("relu",), densities=(1.0, 0.5), lrs=(1e-3, 1e-2),
+                   weight_decays=(0.0, 0.01), init_scales=(1.0, 3.0), seeds=(0, 1), steps=2,
+                   rng=rng, **TINY)
+  S, D, I, L, WD, AL = sweep._point_grid(spec)
+  keys = np.asarray(jax.random.key_data(sweep.point_keys(spec, *sweep.program_inputs(spec))))
+  keys = keys.reshape((S, D, I, L * WD * AL) + keys.shape[1:])
+  np.testing.assert_array_equal(keys, np.broadcast_to(keys[:, :, :, :1], keys.shape))
+  assert len({tuple(k) for k in keys[:, :, :, 0, 0].reshape(-1, 2)}) == S * D * I  # init keys
+  trainer = train.make_train(spec, activations.get("relu"))
+  init_key = jax.random.wrap_key_data(jnp.asarray(keys[0, 1, 0, 0, 0]))
+  Z = trainer.init(init_key, 1.0).params.W
+  np.testing.assert_array_equal(trainer.init(init_key, 3.0).params.W, 3.0 * Z)
+
+
+def test_default_keys_are_those_of_before_shared_starts():
+  """Keys of α = 1, λ = 0.01, lr = 1e-3 points (every preset's) did not move when the
+  optimiser axes stopped folding into them: values recorded from the engine before."""
+  spec = SweepSpec(n=3, m=2, activations=("relu",), densities=(1.0, 0.5), seeds=(0, 7),
+                   rng="per_point", **TINY)
+  keys = np.asarray(jax.random.key_data(sweep.point_keys(spec, *sweep.program_inputs(spec))))
+  np.testing.assert_array_equal(keys[:, :, -1], EXPECTED_KEY_WORDS)

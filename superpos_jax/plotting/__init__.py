@@ -26,7 +26,8 @@ the public API; import them from `superpos_jax.plotting`.
 
 from superpos_jax.phases import AMBIGUOUS, BOTH, FEATURE1, FEATURE2, NEITHER, PHASES
 from superpos_jax.plotting.basins import figure_phase_basins, plot_fraction
-from superpos_jax.plotting.beyond import (figure_computed_features, figure_features_per_neuron,
+from superpos_jax.plotting.beyond import (figure_computed_features, figure_dstar_variants,
+                                          figure_features_per_neuron,
                                           figure_init_scale_overview, figure_pair_cosines,
                                           plot_activation_lines)
 from superpos_jax.plotting.curves import figure_loss_curves, plot_loss_curves
@@ -57,7 +58,7 @@ __all__ = [
     "figure_dims_per_feature", "figure_feature_dimensionality",
     "figure_loss_curves", "figure_input_batches",
     "figure_features_per_neuron", "figure_pair_cosines", "figure_computed_features",
-    "figure_init_scale_overview", "plot_activation_lines",
+    "figure_init_scale_overview", "figure_dstar_variants", "plot_activation_lines",
     "figure_sae_recovery", "figure_sae_by_superposition", "figure_sae_dictionaries",
     "plot_gram", "plot_bias", "plot_feature_norms", "plot_neuron_features",
     "plot_phase", "plot_phase_continuous", "plot_relu_boundaries", "plot_fraction",

@@ -181,3 +181,44 @@ def figure_init_scale_overview(n2: results.SweepResult, n200: results.SweepResul
                 "typical seed: every (point, seed) counted; left two from the n=2 phase "
                 "diagrams (open stars: the same grid trained longer), right from the n=200 "
                 "D* curves")
+
+
+def figure_dstar_variants(curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                          settings: Sequence[str], *,
+                          marks: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                          title: str = r"$D^* = m/\|W\|_F^2$ of model variants vs sparsity"
+                          ) -> Figure:
+  """`D*` against `1/(1-S)`, one line per named variant (e.g. where SoLU's softmax runs).
+
+  Args:
+    curves: label -> (densities `[D]`, `D* [D]`); NaN leaves a gap.
+    settings: the caption phrases (n, m, steps, ...), e.g. `captions.caption`'s.
+    marks: optional label -> (densities, values) drawn as hollow markers without a line
+      (values read off a published figure, say, rather than computed here).
+    title: the figure title.
+
+  Returns:
+    The figure, with TMS's guide lines at 1 and 1/2.
+  """
+  fig = Figure(figsize=(8.4, 4.4), layout="constrained")
+  ax = fig.add_subplot()
+  for i, (label, (dens, dstar)) in enumerate(curves.items()):
+    x = 1.0 / np.asarray(dens, np.float64)
+    order = np.argsort(x)
+    ax.plot(x[order], np.asarray(dstar, np.float64)[order], marker="o", markersize=3.5,
+            linewidth=1.4, color=f"C{i}", label=label)
+  for i, (label, (dens, values)) in enumerate((marks or {}).items()):
+    ax.plot(1.0 / np.asarray(dens, np.float64), values, linestyle="none", marker="DsP"[i % 3],
+            markersize=9, markerfacecolor="none", markeredgewidth=1.6, color="k", label=label)
+  for y in (1.0, 0.5):
+    ax.axhline(y, color="0.4", linestyle="--", linewidth=0.8)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.set_xlabel("1 / (1 - S)", fontsize=9)
+  ax.set_ylabel(r"$D^* = m / \|W\|_F^2$ (log)", fontsize=9)
+  ax.grid(alpha=0.3, which="both")
+  ax.tick_params(labelsize=8)
+  fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize=8,
+             title="variant", title_fontsize=9)
+  return finish(fig, title, list(settings), note="dashed: 1 and 1/2 (TMS's sticky values)")

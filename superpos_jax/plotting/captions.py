@@ -22,7 +22,7 @@ def _seed_text(result: results.SweepResult, seed_rule: str) -> str:
     return "1 seed"
   if seed_rule == "best":
     return f"best of {count} seeds (lowest eval loss)"
-  return f"metrics: mean of {count} seeds minus the worst; weights: best seed"
+  return f"mean of {count} seeds minus the worst (metrics; weights are never averaged)"
 
 
 def _importance_text(spec: SweepSpec, r: float | None) -> str:

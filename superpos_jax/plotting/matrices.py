@@ -65,6 +65,13 @@ def plot_bias(ax, b: np.ndarray, *, cmap: str = "coolwarm", vmin: float = -1.0,
   return im
 
 
+def _weights_note(seed_rule: str) -> list[str]:
+  """The caption phrase of a figure of weights asked for a rule that averages metrics."""
+  if seed_rule == "best":
+    return []
+  return [f"weights: best seed ({seed_rule} averages metrics, never weights)"]
+
+
 def figure_gram(result: results.SweepResult, *, importance: Any = None, lr: Any = None,
                 seed_rule: str = "best", weight_decay: Any = None,
                 init_scale: Any = None) -> Figure:
@@ -74,12 +81,13 @@ def figure_gram(result: results.SweepResult, *, importance: Any = None, lr: Any 
     result: a sweep result; each panel shows one model's `W` and `b`.
     importance, lr, weight_decay, init_scale: which value of each axis to show
       (default: the first).
-    seed_rule: how to collapse seeds ("best" or "trimmed_mean").
+    seed_rule: how to collapse seeds; weights are never averaged, so "trimmed_mean"
+      shows the best seed too and the caption says so.
 
   Returns:
     The figure; one colorbar serves the Gram matrices and the bias strips.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+  res, red, chosen, acts, dens = prepare(result, importance, lr, "best",
                                          weight_decay=weight_decay, init_scale=init_scale)
   A, D = len(acts), len(dens)
   fig = Figure(figsize=(1.75 * D + 1.6, 1.5 * A + 1.4), layout="constrained")
@@ -111,7 +119,8 @@ def figure_gram(result: results.SweepResult, *, importance: Any = None, lr: Any 
   if any_bad:
     diverged_legend(fig, diverged_patch())
   return finish(fig, r"Feature Gram matrices $W^\top W$ and biases $b$ by activation and density",
-                [*caption(res, seed_rule, chosen), "feature 0 (most important) top-left"])
+                [*caption(res, "best", chosen), *_weights_note(seed_rule),
+                 "feature 0 (most important) top-left"])
 
 
 # 2. Feature norms.
@@ -152,7 +161,7 @@ def figure_feature_norms(result: results.SweepResult, *, importance: Any = None,
   res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
                                          weight_decay=weight_decay, init_scale=init_scale)
   A, D = len(acts), len(dens)
-  n = red["W"].shape[-1]
+  n = red["feature_norms"].shape[-1]
   fig = Figure(figsize=(1.9 * D + 2.0, max(1.3, 0.12 * min(n, 20)) * A + 1.6),
                layout="constrained")
   axes = fig.subplots(A, D, squeeze=False, sharey=True)
@@ -251,12 +260,13 @@ def figure_neuron_features(result: results.SweepResult, *, importance: Any = Non
     result: a sweep result; every panel stacks the columns of one model's weights W.
     importance, lr, weight_decay, init_scale: which value of each axis to show
       (default: the first).
-    seed_rule: how to collapse seeds ("best" or "trimmed_mean").
+    seed_rule: how to collapse seeds; weights are never averaged, so "trimmed_mean"
+      shows the best seed's too, and the caption says so.
 
   Returns:
     The figure; features keep one colour across panels.
   """
-  res, red, chosen, acts, dens = prepare(result, importance, lr, seed_rule,
+  res, red, chosen, acts, dens = prepare(result, importance, lr, "best",
                                          weight_decay=weight_decay, init_scale=init_scale)
   A, D = len(acts), len(dens)
   m, n = red["W"].shape[-2:]
@@ -277,4 +287,4 @@ def figure_neuron_features(result: results.SweepResult, *, importance: Any = Non
                                       xlabel="hidden neuron k", style=style)
   _feature_key(fig, axes, colors, result.spec.importance_kind == "geometric", any_bad)
   return finish(fig, "Features carried by each hidden neuron (positive up, negative down)",
-                caption(res, seed_rule, chosen))
+                [*caption(res, "best", chosen), *_weights_note(seed_rule)])

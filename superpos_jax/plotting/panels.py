@@ -48,6 +48,20 @@ def prepare(result: results.SweepResult, importance: Any, lr: Any, seed_rule: st
   return res, red, chosen, acts, red.coords["density"]
 
 
+def short_lines(name: str, width: int = 10) -> str:
+  """`name` broken after underscores into lines of about `width` characters, so a long
+  activation name ("sigmoid_stretched_0p01") fits beside a panel row."""
+  lines = [""]
+  for part in name.split("_"):
+    piece = part if not lines[-1] else "_" + part
+    if lines[-1] and len(lines[-1]) + len(piece) > width:
+      lines[-1] += "_"
+      lines.append(part)
+    else:
+      lines[-1] += piece
+  return "\n".join(lines)
+
+
 def activation_density_panels(grid: Sequence[Sequence[Any]], red: results.SweepResult,
                               draw: Callable[[Any, int, int], None], *, row_label: str = "{}",
                               label_style: Mapping[str, Any] | None = None,
@@ -77,7 +91,8 @@ def activation_density_panels(grid: Sequence[Sequence[Any]], red: results.SweepR
     for d in range(len(dens)):
       panel = grid[a][d]
       axes = panel if isinstance(panel, tuple) else (panel,)
-      if is_diverged(red["W"][a, d], red["diverged"][a, d]):
+      W = red.data["W"][a, d] if "W" in red.data else 0.0  # no weights under trimmed_mean
+      if is_diverged(W, red["diverged"][a, d]):
         any_bad = True
         for i, ax in enumerate(axes):
           mark_diverged(ax, label=i == 0)
@@ -88,7 +103,8 @@ def activation_density_panels(grid: Sequence[Sequence[Any]], red: results.SweepR
       if a == 0:
         axes[0].set_title(f"1-S = {fmt(dens[d])}", fontsize=10)
       if d == 0:
-        axes[0].set_ylabel(row_label.format(act), **(label_style or {"fontsize": 9}))
+        axes[0].set_ylabel(row_label.format(short_lines(str(act))),
+                           **(label_style or {"fontsize": 9}))
       if xlabel and a == len(acts) - 1:
         axes[0].set_xlabel(xlabel, fontsize=9)
   return any_bad

@@ -27,6 +27,8 @@ _PREFERRED_COLORS = {
     "solu": "#8c564b",
     "gelu_tanh": "#e6a532",
     "sigmoid_stretched": "#e377c2",
+    "sigmoid_stretched_0p01": "#f7b6d2",
+    "sigmoid_stretched_0p3": "#c51b7d",
 }
 _SPARE_COLORS = ("#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#98df8a", "#ff9896",
                  "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
