@@ -61,10 +61,14 @@ def test_input_batches_figure(tmp_path):
 
 
 def test_relu_phase_matches_closed_form(tmp_path):
-  """Trained ReLU n=2,m=1 models sit in Wattenberg's closed-form phase, away from boundaries."""
+  """Trained ReLU n=2,m=1 models sit in Wattenberg's closed-form phase, away from boundaries.
+
+  The best of 4 seeds stands for the optimum: with 2, the starts that paired starts give
+  the lr=1e-2 points left 2 of 16 points in a local minimum (the closed form is the
+  global one)."""
   proc = run_script("phase_diagram", "--preset", "quick", "--activations", "relu",
                     "--densities", "1,0.5,0.05,0.02", "--importances", "0.1,0.4642,2.154,10", "--lr", "1e-2",
-                    "--steps", "2000", "--no-plot", "--quiet", *dirs(tmp_path))
+                    "--steps", "2000", "--seeds", "4", "--no-plot", "--quiet", *dirs(tmp_path))
   assert proc.returncode == 0, proc.stderr
   (path,) = glob.glob(str(tmp_path / "runs" / "phase_diagram-*.npz"))
   res = results.load(path).reduce_seeds("best").sel(activation="relu", lr=1e-2,
