@@ -17,7 +17,6 @@ Writes <out>/checkpoints.json and <out>/checkpoints.md.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -80,17 +79,15 @@ def main(argv=None) -> None:
   args = p.parse_args(argv)
   cli.configure_host("cpu")
   import benchmark
-  from superpos_jax import launch, results
+  import layouts
+  from superpos_jax import launch
   launch.prepare_folder(args.out, "--out")
   preset = benchmark.PRESETS[args.preset]
   t0 = time.perf_counter()
   report = {"machine": benchmark.harness.machine_info("cpu"), "preset": args.preset,
             "repeats": args.repeats, "rows": measure(preset, tuple(preset["workloads"]), args.repeats)}
   report["elapsed_s"] = round(time.perf_counter() - t0, 1)
-  results.write_atomically(os.path.join(args.out, "checkpoints.json"),
-                           lambda f: f.write(json.dumps(report, indent=1).encode()))
-  results.write_atomically(os.path.join(args.out, "checkpoints.md"),
-                           lambda f: f.write(markdown(report["rows"]).encode()))
+  layouts.write_report(args.out, "checkpoints", report, markdown(report["rows"]))
   print(markdown(report["rows"]))
 
 

@@ -78,6 +78,14 @@ def markdown(rows: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def write_report(out: str, name: str, report: dict, table: str) -> None:
+  """<out>/<name>.json (the report) and <out>/<name>.md (its table), each written atomically."""
+  from superpos_jax import results
+  results.write_atomically(os.path.join(out, f"{name}.json"),
+                           lambda f: f.write(json.dumps(report, indent=1).encode()))
+  results.write_atomically(os.path.join(out, f"{name}.md"), lambda f: f.write(table.encode()))
+
+
 def measure(preset: dict, names, devices, repeats: int = 3, log=print) -> dict:
   import benchmark
   rows = {}
@@ -97,17 +105,14 @@ def main(argv=None) -> None:
   args = p.parse_args(argv)
   cli.configure_host(args.backend)
   import benchmark
-  from superpos_jax import launch, results
+  from superpos_jax import launch
   launch.prepare_folder(args.out, "--out")
   devices = launch.select_devices(args.backend)
   preset = benchmark.PRESETS[args.preset]
   report = {"machine": benchmark.harness.machine_info(args.backend), "preset": args.preset,
             "repeats": args.repeats,
             "rows": measure(preset, tuple(preset["workloads"]), devices, args.repeats)}
-  results.write_atomically(os.path.join(args.out, "layouts.json"),
-                           lambda f: f.write(json.dumps(report, indent=1).encode()))
-  results.write_atomically(os.path.join(args.out, "layouts.md"),
-                           lambda f: f.write(markdown(report["rows"]).encode()))
+  write_report(args.out, "layouts", report, markdown(report["rows"]))
   print(markdown(report["rows"]))
 
 

@@ -36,20 +36,25 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(tmp_path):
-  """The grid sharded over 2 processes x 1 device equals the single-process run."""
-  out = tmp_path / "multi.npz"
-  port = str(_free_port())
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  procs = [subprocess.Popen([sys.executable, "-c", WORKER, port, str(i), str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+def _run_two(commands, env):
+  """Runs two processes together; their logs (stdout and stderr), asserting both exit 0."""
+  procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True) for c in commands]
   try:
     logs = [p.communicate(timeout=240)[0] for p in procs]
   finally:
     for p in procs:
       p.kill()
   assert all(p.returncode == 0 for p in procs), "\n".join(l[-2000:] for l in logs)
+  return logs
+
+
+def test_two_processes_equal_one(tmp_path):
+  """The grid sharded over 2 processes x 1 device equals the single-process run."""
+  out = tmp_path / "multi.npz"
+  port = str(_free_port())
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  _run_two([[sys.executable, "-c", WORKER, port, str(i), str(out)] for i in range(2)], env)
   multi = results.load(out)
   assert multi.meta["engine"]["devices"] == 2
   single = sweep.run(SweepSpec(**SPEC), progress=False)
@@ -74,17 +79,9 @@ def test_cli_processes_decide_together(tmp_path):
   cached = list(outs[0].glob("*.npz"))
   assert len(cached) == 1
   port = str(_free_port())
-  procs = [subprocess.Popen(base + ["--out", str(outs[i]), "--coordinator", f"127.0.0.1:{port}",
-                                    "--num-processes", "2", "--process-id", str(i),
-                                    "--max-memory", ("4" if i else "8")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
-  try:
-    logs = [p.communicate(timeout=240)[0] for p in procs]
-  finally:
-    for p in procs:
-      p.kill()
-  assert all(p.returncode == 0 for p in procs), "\n".join(l[-2000:] for l in logs)
+  logs = _run_two([base + ["--out", str(outs[i]), "--coordinator", f"127.0.0.1:{port}",
+                           "--num-processes", "2", "--process-id", str(i),
+                           "--max-memory", ("4" if i else "8")] for i in range(2)], env)
   assert "another process has no cached result" in logs[0] and "training" in logs[1]
   assert "reusing" not in logs[0]
   multi = results.load(str(cached[0]))  # process 0 rewrote it
