@@ -239,9 +239,10 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                       "backend), or the faster tensorfloat32 / bfloat16 / default (the "
                       "backend's own; TF32 on recent NVIDIA GPUs, bfloat16 passes on TPU) "
                       "that move the numbers; recorded in the result")
-  p.add_argument("--checkpoint-every", type=non_negative_float, default=300.0, metavar="SECONDS",
+  p.add_argument("--checkpoint-every", type=non_negative_float, default=None, metavar="SECONDS",
                  help="checkpoint the whole grid's training state at most every SECONDS of "
-                      "wall time (default 300; 0: after every stage), in <out>/<result "
+                      "wall time (default 300, for runs above a few seconds of work; given, "
+                      "for any run; 0: after every stage), in <out>/<result "
                       "name>.ckpt/; rerunning the same command resumes from the latest "
                       "checkpoint with the same numbers; removed once the result is saved")
   p.add_argument("--no-checkpoint", action="store_true",
@@ -275,6 +276,8 @@ def check_flags(args: argparse.Namespace) -> None:
     raise UserError("--densities needs at least one value")
   if args.activations is not None and not args.activations:
     raise UserError("--activations needs at least one name")
+  if getattr(args, "no_checkpoint", False) and getattr(args, "checkpoint_every", None) is not None:
+    raise UserError("--checkpoint-every and --no-checkpoint contradict each other: give one")
   if not args.coordinator:
     given = [f for f, v in (("--num-processes", args.num_processes),
                             ("--process-id", args.process_id)) if v is not None]

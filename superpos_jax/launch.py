@@ -168,17 +168,21 @@ def _agreed(value: int, how: str) -> int:
   return int(values.min()) * unit if how == "min" else int(values.all())
 
 
-# Runs of less work than this (model-steps x (n + m)) train in one call, unstaged and never
-# checkpointed: seconds on a laptop CPU (the quick presets do 10^5 to 5 x 10^5), where a checkpoint could not
-# save anything worth its stages' extra compiles.
+# Without --checkpoint-every, runs of less work than this (model-steps x (n + m)) train in
+# one call, unstaged and never checkpointed: seconds on a laptop CPU (the quick presets do
+# 10^5 to 5 x 10^5), where a checkpoint could not save anything worth its stages' extra
+# compiles. The others checkpoint at most every CHECKPOINT_EVERY seconds.
 CHECKPOINT_MIN_WORK = 2 * 10**6
+CHECKPOINT_EVERY = 300.0
 
 
 def wants_checkpoints(spec: SweepSpec, args: argparse.Namespace) -> bool:
-  """Whether a CLI run is checkpointed: not with --no-checkpoint, not below
-  `CHECKPOINT_MIN_WORK`."""
-  work = spec.num_models * spec.steps * (spec.n + spec.m)
-  return not getattr(args, "no_checkpoint", True) and work >= CHECKPOINT_MIN_WORK
+  """Whether a CLI run is checkpointed: not with --no-checkpoint; with --checkpoint-every,
+  always; by default, from `CHECKPOINT_MIN_WORK` up."""
+  if getattr(args, "no_checkpoint", True):  # with --checkpoint-every: refused by check_flags
+    return False
+  return (getattr(args, "checkpoint_every", None) is not None
+          or spec.num_models * spec.steps * (spec.n + spec.m) >= CHECKPOINT_MIN_WORK)
 
 
 def checkpoint_dir(result_path: str) -> str:
@@ -292,7 +296,8 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
             f"on {len(devices)} {args.backend} device(s), chunks of {layout.chunk_size}, "
             f"{precision} matmuls, memory budget {plan._gib(budget) if budget else 'none'}")
   res = sweep.run(spec, plan=layout, progress=progress, checkpoint_dir=checkpoints,
-                  checkpoint_every=getattr(args, "checkpoint_every", 300.0))
+                  checkpoint_every=(CHECKPOINT_EVERY if getattr(args, "checkpoint_every", None) is None
+                                    else args.checkpoint_every))
   if jax.process_index() != 0:  # every process holds the whole result; one writes it
     return res
   save_or_rescue(res, path)

@@ -367,6 +367,15 @@ def stage_windows(spec: SweepSpec) -> int:
   return max(1, -(-(spec.steps // spec.log_every) // MAX_STAGES))
 
 
+def _global_value(x: jax.Array) -> np.ndarray:
+  """The whole of `x` on this host (on several hosts its shards are gathered: every
+  process keeps the whole loss history, which is small, and saves or resumes it alike)."""
+  if jax.process_count() == 1:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def _run_staged(plan: Plan, directory: str, every_s: float):
   """`plan`'s training in stages with checkpoints in `directory`: `(arrays on device,
   compile s, run s, what the staging did)`. Resumes from the latest trustworthy one."""
@@ -404,7 +413,7 @@ def _run_staged(plan: Plan, directory: str, every_s: float):
       last = w + count == n_windows
       stages = stage_programs(plan, count, last)
       states, h = stages.steps(states, jnp.int32(w), *inputs)
-      history.append(np.asarray(h))
+      history.append(_global_value(h))
       w += count
       finished = last
       # Periodically; and at the end of a run that checkpointed on the way (so that a

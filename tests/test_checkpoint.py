@@ -140,9 +140,23 @@ def test_folder_too_small_fails_before_training(tmp_path, monkeypatch):
   assert checkpoint.state_bytes(layout) > 0
 
 
+def test_cli_checkpoints_by_default_only_runs_of_some_work():
+  """Without --checkpoint-every a run of a few seconds' work trains in one call and a
+  larger one is checkpointed; --checkpoint-every checkpoints any run, --no-checkpoint none."""
+  import argparse
+  from superpos_jax import launch
+  small = SweepSpec(**SPEC)
+  large = SweepSpec(**dict(SPEC, steps=launch.CHECKPOINT_MIN_WORK))
+  flags = lambda **kw: argparse.Namespace(**{"no_checkpoint": False, "checkpoint_every": None, **kw})
+  assert not launch.wants_checkpoints(small, flags())
+  assert launch.wants_checkpoints(large, flags())
+  assert launch.wants_checkpoints(small, flags(checkpoint_every=0.0))
+  assert not launch.wants_checkpoints(large, flags(no_checkpoint=True))
+
+
 def _cli(out, *extra):
   return [sys.executable, os.path.join(REPO, "experiments", "phase_diagram.py"), "--preset",
-          "quick", "--activations", "relu,tanh", "--steps", "5000", "--seeds", "2", "--no-plot",
+          "quick", "--activations", "relu,tanh", "--steps", "3000", "--seeds", "1", "--no-plot",
           "--out", str(out), *extra]
 
 
@@ -167,7 +181,7 @@ def test_sigkilled_run_resumes_bit_for_bit(tmp_path):
   rerun = subprocess.run(_cli(out, "--checkpoint-every", "0"), capture_output=True, text=True,
                          timeout=600)
   assert rerun.returncode == 0, rerun.stderr
-  assert "resumed from step" in rerun.stderr and "of 5,000" in rerun.stderr
+  assert "resumed from step" in rerun.stderr and "of 3,000" in rerun.stderr
   (a,), (b,) = glob.glob(str(tmp_path / "ref" / "*.npz")), glob.glob(str(out / "*.npz"))
   _same(results.load(a), results.load(b))
   assert not glob.glob(str(out / "*.ckpt"))
@@ -179,7 +193,7 @@ def test_checkpoint_cost_rows():
   sys.path.insert(0, os.path.join(REPO, "benchmarks"))
   import checkpoints
   spec = SweepSpec(**SPEC)
-  ways = {way: checkpoints.time_way(spec, every, 1) for way, every in checkpoints.WAYS.items()}
+  ways = checkpoints.time_ways(spec, 1)
   assert ways["one call"]["checkpoints_saved"] == 0 and ways["staged, default"]["checkpoints_saved"] == 0
   assert ways["staged, every"]["checkpoints_saved"] == SPEC["steps"] // SPEC["log_every"]
   for r in ways.values():

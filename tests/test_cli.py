@@ -95,6 +95,7 @@ def dirs(tmp_path):
     (["--grid", "3"], "--grid and --densities"),
     (["--max-memory", "1e-9"], "over the 1 B memory budget"),
     (["--out", "/dev/null/runs"], "/dev/null/runs: cannot create the folder"),
+    (["--no-checkpoint", "--checkpoint-every", "60"], "contradict each other"),
 ])
 def test_bad_input_fails_before_training(tmp_path, capsys, trained, args, message):
   """One line naming the problem, status 2, nothing trained or written."""

@@ -1,10 +1,13 @@
 """Two JAX processes on loopback (CPU, gloo collectives) train one grid together."""
 
+import glob
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 
@@ -87,3 +90,59 @@ def test_cli_processes_decide_together(tmp_path):
   multi = results.load(str(cached[0]))  # process 0 rewrote it
   assert multi.meta["engine"]["devices"] == 2 * (os.cpu_count() or 1)  # both hosts' devices
   assert all("memory budget 4.00 GiB" in log for log in logs), logs  # the smaller one
+
+
+def _wait_for(predicate, procs, timeout):
+  deadline = time.monotonic() + timeout
+  while not predicate() and all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  return predicate()
+
+
+def test_two_processes_killed_and_restarted_resume_bit_for_bit(tmp_path):
+  """Two CLI processes checkpoint into one shared --out; process 1 is SIGKILLed mid-run,
+  process 0 is aborted by JAX's coordination service (its heartbeat timeout) with a
+  non-zero exit and no result; both restarted with the same command resume together from
+  the last checkpoint and end with the uninterrupted two-process run's arrays, byte for
+  byte (and the one-process run's, to float rounding)."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  base = [sys.executable, os.path.join(repo, "experiments", "phase_diagram.py"), "--preset",
+          "quick", "--activations", "relu,tanh", "--steps", "3000", "--seeds", "1",
+          "--no-plot", "--checkpoint-every", "0", "--heartbeat-timeout", "5"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+
+  def command(out, port, i):
+    return base + ["--out", str(out), "--coordinator", f"127.0.0.1:{port}",
+                   "--num-processes", "2", "--process-id", str(i)]
+
+  ref, out = tmp_path / "ref", tmp_path / "killed"
+  port = _free_port()
+  _run_two([command(ref, port, i) for i in range(2)], env)
+  port = _free_port()
+  procs = [subprocess.Popen(command(out, port, i), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  try:
+    steps = lambda: [d for d in glob.glob(str(out / "*.ckpt" / "*")) if os.path.basename(d).isdigit()]
+    assert _wait_for(lambda: len(steps()) >= 2, procs, 300), "no checkpoint to resume from"
+    assert all(p.poll() is None for p in procs), "the run ended before it could be killed"
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].wait()
+    survivor = procs[0].wait(timeout=120)  # the coordination service aborts it
+  finally:
+    for p in procs:
+      p.kill()
+      p.communicate()
+  assert survivor != 0
+  assert not glob.glob(str(out / "*.npz"))
+  port = _free_port()
+  logs = _run_two([command(out, port, i) for i in range(2)], env)
+  assert all("resumed from step" in log and "of 3,000" in log for log in logs), logs
+  (a,), (b,) = glob.glob(str(ref / "*.npz")), glob.glob(str(out / "*.npz"))
+  uninterrupted, resumed = results.load(a), results.load(b)
+  assert set(uninterrupted.data) == set(resumed.data)
+  for k in uninterrupted.data:
+    assert uninterrupted[k].tobytes() == resumed[k].tobytes(), k
+  assert not glob.glob(str(out / "*.ckpt"))
+  single = sweep.run(resumed.spec, progress=False)
+  for k in ("W", "b", "eval_loss"):
+    np.testing.assert_allclose(resumed[k], single[k], rtol=1e-4, atol=1e-5, err_msg=k)

@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 from matplotlib import patches as mpatches
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from superpos_jax import phases, plotting, results, sweep
 from superpos_jax.plotting import matrices
@@ -254,3 +255,23 @@ def test_long_activation_names_wrap_at_underscores():
   assert short_lines("gelu_tanh") == "gelu_tanh"
   assert short_lines("sigmoid_stretched_0p01") == "sigmoid_\nstretched_\n0p01"
   assert short_lines("sigmoid_stretched_0p01").replace("\n", "") == "sigmoid_stretched_0p01"
+
+
+def test_one_row_matrix_figures_keep_every_label_inside():
+  """A grid of one activation makes a short figure: its colorbar labels and titles still
+  lie inside the canvas (a one-row WᵀW figure once clipped its colorbar label)."""
+  res = sweep.run(dataclasses.replace(SPEC_N10, activations=("sigmoid",), seeds=(0,)),
+                  progress=False)
+  for fn in (plotting.figure_gram, plotting.figure_feature_norms):
+    fig = fn(res)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    width, height = canvas.get_width_height()
+    texts = [t for ax in fig.axes for t in (ax.yaxis.label, ax.xaxis.label, ax.title)
+             if t.get_text()]
+    assert any("clipped" in t.get_text() for t in texts), fn.__name__
+    for t in texts:
+      box = t.get_window_extent(renderer)
+      assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= width + 1 and box.y1 <= height + 1, (
+          fn.__name__, t.get_text(), box, (width, height))
