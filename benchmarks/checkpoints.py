@@ -42,16 +42,15 @@ def _one_run(spec, every) -> tuple[float, int]:
   return res.meta["timings"]["run_s"], res.meta["engine"].get("staged", {}).get("checkpoints_saved", 0)
 
 
-def time_ways(spec, repeats: int, ways=None) -> dict:
-  """Best run seconds of `spec` trained each way. A first run per way compiles; then the
-  ways take turns, `repeats` rounds, so that a change of the machine's load over the
-  minutes of a measurement falls on every way alike."""
-  ways = WAYS if ways is None else ways
-  for every in ways.values():
+def time_ways(spec, repeats: int) -> dict:
+  """Best run seconds of `spec` trained each way of `WAYS`. A first run per way compiles;
+  then the ways take turns, `repeats` rounds, so that a change of the machine's load over
+  the minutes of a measurement falls on every way alike."""
+  for every in WAYS.values():
     _one_run(spec, every)
-  best = {way: (float("inf"), 0) for way in ways}
+  best = {way: (float("inf"), 0) for way in WAYS}
   for _ in range(repeats):
-    for way, every in ways.items():
+    for way, every in WAYS.items():
       t, saved = _one_run(spec, every)
       best[way] = (min(best[way][0], t), saved)
   return {way: {"run_s": round(t, 4), "checkpoints_saved": saved,

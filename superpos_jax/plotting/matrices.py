@@ -72,6 +72,15 @@ def _weights_note(seed_rule: str) -> list[str]:
   return [f"weights: best seed ({seed_rule} averages metrics, never weights)"]
 
 
+def _colorbar(fig: Figure, mappable, axes, rows: int, *label: str) -> None:
+  """One colorbar beside `axes`, its label's parts on one line; a figure of one or two
+  rows is too short for that at half its height, so there the bar is taller and each
+  part gets a line of its own."""
+  short = rows <= 2
+  fig.colorbar(mappable, ax=axes, shrink=0.9 if short else 0.5, aspect=15 if short else 30,
+               label=("\n" if short else " ").join(label))
+
+
 def figure_gram(result: results.SweepResult, *, importance: Any = None, lr: Any = None,
                 seed_rule: str = "best", weight_decay: Any = None,
                 init_scale: Any = None) -> Figure:
@@ -113,11 +122,8 @@ def figure_gram(result: results.SweepResult, *, importance: Any = None, lr: Any 
                                       label_style=dict(fontsize=10, fontweight="bold"))
   im = images[-1] if images else cm.ScalarMappable(norm=mcolors.Normalize(-1, 1),
                                                    cmap="coolwarm")
-  # A figure of one or two rows is too short for the label on one line at half height.
-  sep = " " if A > 2 else "\n"
-  fig.colorbar(im, ax=[ax for row in grid for panel in row for ax in panel],
-               shrink=0.5 if A > 2 else 0.9, aspect=30 if A > 2 else 15,
-               label=rf"$W^\top W$ entry (left) /{sep}bias $b_i$ (strip),{sep}clipped to [-1, 1]")
+  _colorbar(fig, im, [ax for row in grid for panel in row for ax in panel], A,
+            r"$W^\top W$ entry (left) /", r"bias $b_i$ (strip),", "clipped to [-1, 1]")
   if any_bad:
     diverged_legend(fig, diverged_patch())
   return finish(fig, r"Feature Gram matrices $W^\top W$ and biases $b$ by activation and density",
@@ -183,9 +189,8 @@ def figure_feature_norms(result: results.SweepResult, *, importance: Any = None,
   any_bad = activation_density_panels(axes, red, draw, row_label="{}\nfeature i",
                                       xlabel=r"$\|W_i\|$", style=style)
   sm = cm.ScalarMappable(norm=mcolors.Normalize(0, 1), cmap="viridis")
-  sep = " " if A > 2 else "\n"  # a short figure: the label on two lines
-  fig.colorbar(sm, ax=axes, shrink=0.5 if A > 2 else 0.9, aspect=30 if A > 2 else 15,
-               label=rf"superposition $\Sigma_{{j\neq i}}(\hat W_i\cdot W_j)^2${sep}(clipped to 1)")
+  _colorbar(fig, sm, axes, A, r"superposition $\Sigma_{j\neq i}(\hat W_i\cdot W_j)^2$",
+            "(clipped to 1)")
   if any_bad:
     diverged_legend(fig, diverged_patch())
   return finish(fig, r"Feature norms $\|W_i\|$, coloured by superposition",
