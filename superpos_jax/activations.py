@@ -34,6 +34,7 @@ class Activation:
   fn: ActivationFn
   description: str
   per_example: bool = False  # fn takes one example `[n]` only; the engine vmaps it
+  version: str | None = None  # what the code digest cannot see (provenance.code_digest)
 
 
 class UnknownActivationError(ValueError):
@@ -44,7 +45,7 @@ _REGISTRY: dict[str, Activation] = {}
 
 
 def register(name: str, fn: ActivationFn, description: str, *, per_example: bool = False,
-             overwrite: bool = False) -> Activation:
+             version: str | None = None, overwrite: bool = False) -> Activation:
   """Adds an activation to the registry.
 
   Args:
@@ -55,16 +56,29 @@ def register(name: str, fn: ActivationFn, description: str, *, per_example: bool
     description: one line shown by `--help` and the README.
     per_example: `fn` handles one example `z: [n]` only (e.g. it reduces over
       `axis=-1`); the engine then vmaps it over the examples, which is slower.
+    version: a label of what the code digest cannot see (code that reads a file or calls
+      a C library); changing it changes the identity of results trained with it.
     overwrite: replace an existing entry of the same name instead of raising.
 
   Returns:
     The registered `Activation`.
   """
-  if not name or not name.replace("_", "").isalnum() or name != name.lower():
+  if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() \
+      or name != name.lower():
     raise ValueError(f"activation name must be a lower-case identifier, got {name!r}")
   if name in _REGISTRY and not overwrite:
     raise ValueError(f"activation {name!r} is already registered (pass overwrite=True to replace it)")
-  act = Activation(name=name, fn=fn, description=description, per_example=per_example)
+  if not callable(fn):
+    raise ValueError(f"activation {name!r}: expected a function, got {fn!r}")
+  if not (isinstance(description, str) and description.strip() and "\n" not in description.strip()):
+    raise ValueError(f"activation {name!r}: description must be one line of text, got {description!r}")
+  for flag, value in (("per_example", per_example), ("overwrite", overwrite)):
+    if not isinstance(value, bool):
+      raise ValueError(f"activation {name!r}: {flag} must be True or False, got {value!r}")
+  if version is not None and not isinstance(version, str):
+    raise ValueError(f"activation {name!r}: version must be a string or None, got {version!r}")
+  act = Activation(name=name, fn=fn, description=description, per_example=per_example,
+                   version=version)
   _REGISTRY[name] = act
   return act
 

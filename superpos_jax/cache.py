@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from superpos_jax import results
+from superpos_jax import provenance, results
 from superpos_jax.spec import SweepSpec
 
 
@@ -31,10 +31,10 @@ def load(path: str, spec: SweepSpec,
     res = results.load(path)
   except results.ResultFileError as e:
     return None, str(e)
-  stored = res.meta.get("spec_digest")
-  if stored != spec.digest():
-    return None, (f"{path} holds a result of another spec or engine (digest {stored}, "
-                  f"wanted {spec.digest()})")
+  wanted = spec.identity()
+  if res.meta.get("spec_digest") != provenance.digest(wanted):
+    why = provenance.mismatch(res.meta.get("identity"), wanted) or "its digest differs"
+    return None, f"{path} is not this run's result: {why}"
   # Files of engine code before the precision was recorded have other digests anyway.
   stored = res.meta.get("engine", {}).get("precision", "float32")
   if stored != precision:

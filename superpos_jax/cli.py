@@ -20,108 +20,26 @@ does what happens between a spec and its result file.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
-import mmap
 import os
 import signal
 import sys
 import threading
-from importlib import metadata
 from typing import Any, Callable
 
-
 from superpos_jax import activations, families, results
+from superpos_jax.errors import DivergedError, SaveError, Terminated, UserError
+from superpos_jax.host import BACKENDS, configure_host, xla_defaults  # noqa: F401 (the scripts' names)
 from superpos_jax.inits import INITS
 from superpos_jax.plan import PRECISIONS
 from superpos_jax.results import SEED_RULES
 from superpos_jax.spec import MAX_AXIS_LENGTH, MAX_INT, RNG_MODES, SpecError, SweepSpec
 
-BACKENDS = ("cpu", "gpu", "tpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = "paper"  # the preset whose figures are the committed ones in figures/
 # Exit statuses besides 0, 1 (I/O error) and 2 (bad input).
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
-
-
-class UserError(Exception):
-  """Bad input from the command line: printed as one line, exit status 2."""
-
-
-class SaveError(Exception):
-  """Training finished but the result could not be written where asked (exit status 1);
-  the message says where it was rescued to."""
-
-
-class DivergedError(Exception):
-  """Every model of a run diverged (exit status 3); the result was still saved."""
-
-
-class Terminated(BaseException):
-  """Raised in the main thread on SIGTERM, so cleanup runs as for Ctrl-C."""
-
-
-def _jaxlib_version() -> tuple[int, ...]:
-  try:
-    return tuple(int(p) for p in metadata.version("jaxlib").split(".")[:2])
-  except (metadata.PackageNotFoundError, ValueError):
-    return (0,)
-
-
-@functools.lru_cache(maxsize=None)
-def xla_knows(flag: str) -> bool:
-  """Whether the installed jaxlib's XLA defines `flag`: its name is in one of jaxlib's
-  shared libraries (XLA aborts at start-up on a flag it does not know, so a flag is set
-  only where this holds)."""
-  try:
-    folder = os.path.dirname(importlib.util.find_spec("jaxlib").origin)
-  except (AttributeError, ImportError, TypeError, ValueError):
-    return False
-  needle = flag.encode()
-  for root, _, files in os.walk(folder):
-    for name in files:
-      if ".so" not in name:
-        continue
-      try:
-        with open(os.path.join(root, name), "rb") as f, \
-            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-          if data.find(needle) >= 0:
-            return True
-      except (OSError, ValueError):  # an empty or unreadable file
-        continue
-  return False
-
-
-def xla_defaults(backend: str = "cpu") -> dict[str, str]:
-  """XLA flags the scripts set for `backend` unless the user already did: CPU flags only,
-  and each only where the running jaxlib knows it (`xla_knows`); none for GPU or TPU.
-
-  One XLA CPU device per core, so the sweep's `shard_map` keeps every core busy (measured
-  ~1.5-3x on the 2-core CPU); and XLA CPU's YNNPACK library kept off reductions: with
-  several host devices those leaked memory on every execution (a 33,600-model,
-  10,000-step phase diagram grew to 24 GB and was killed; with the flag, flat). Dots stay
-  on YNNPACK, and `loss.batch_loss` writes its sums as dots.
-  """
-  if backend != "cpu":
-    return {}
-  flags = {"xla_force_host_platform_device_count": str(os.cpu_count() or 1)}
-  if _jaxlib_version() >= (0, 10):  # where it was measured; older XLA may not know the flag
-    flags["xla_cpu_experimental_ynn_fusion_type"] = "-reduce"
-  return {flag: value for flag, value in flags.items() if xla_knows(flag)}
-
-
-def configure_host(backend: str = "cpu") -> None:
-  """Sets the XLA flags of `xla_defaults(backend)` (a flag already in XLA_FLAGS is left
-  as set): host device splitting and YNNPACK settings for CPU runs, nothing otherwise.
-
-  Call it first, before anything touches a JAX device: XLA reads its flags when the
-  backend starts, and ignores later changes (then the run simply uses the devices it has).
-  """
-  for flag, value in xla_defaults(backend).items():
-    if flag not in os.environ.get("XLA_FLAGS", ""):
-      os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{flag}={value}".strip()
 
 
 def float_list(text: str) -> tuple[float, ...]:

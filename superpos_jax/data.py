@@ -83,7 +83,8 @@ def anticorrelated(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Arr
 
 
 def register_data(name: str, fn: DataFn, description: str, *, pairs: bool = False,
-                  max_density: float = 1.0, overwrite: bool = False) -> families.DataFamily:
+                  max_density: float = 1.0, version: str | None = None,
+                  overwrite: bool = False) -> families.DataFamily:
   """Adds a data family; its name then works in `SweepSpec(data=...)`, `--data`, result
   metadata and plots.
 
@@ -94,7 +95,9 @@ def register_data(name: str, fn: DataFn, description: str, *, pairs: bool = Fals
       feature (`u`, features on axis 0), so that models of a seed share the draw.
     description: one line for `--help` and result metadata.
     pairs: features come in pairs `(2k, 2k+1)` (n must be even).
-    max_density: the largest density the family can produce.
+    max_density: the largest density the family can produce, in (0, 1].
+    version: a label of what the code digest cannot see (data read from a file, a C
+      library); changing it changes the identity of results trained with the family.
     overwrite: replace a family of the same name (never reusing a program or a cached
       result of the old one).
 
@@ -103,7 +106,12 @@ def register_data(name: str, fn: DataFn, description: str, *, pairs: bool = Fals
   """
   if not callable(fn):
     raise families.RegistryError(f"data family {name!r}: expected a function, got {fn!r}")
-  return families.add("data", families.DataFamily(name, description, fn, pairs, max_density),
+  if (isinstance(max_density, bool) or not isinstance(max_density, (int, float))
+      or not 0 < max_density <= 1):
+    raise families.RegistryError(f"data family {name!r}: max_density must be a number in "
+                                 f"(0, 1], got {max_density!r}")
+  return families.add("data", families.DataFamily(name, description, fn, pairs,
+                                                  float(max_density), version),
                       overwrite=overwrite)
 
 

@@ -9,18 +9,17 @@ validated and a result read in a process that never imports it.
 
 Every entry is compared by identity (`eq=False`): a compiled program is cached by the
 entries it was built from, so re-registering a name with `overwrite=True` can never
-reuse a program traced with the old definition. `code_digest` turns an entry into a
-digest of its code (and closed-over values), the part of a result's cache key that
-says which definition trained it.
+reuse a program traced with the old definition. `provenance.code_digest` turns an entry
+into a digest of its code (and closed-over values), the part of a result's identity that
+says which definition trained it; `version`, given at registration, adds what cannot be
+hashed (code that reads a file, calls a C library, ...).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
+import json
 import sys
-import types
 from typing import Any, Callable
 
 
@@ -56,6 +55,8 @@ class ModelFamily:
     signed: inputs in [-1, 1) instead of [0, 1).
     wide: m may exceed n (no bottleneck).
     module: the `flax.linen.Module` the family was built from, else None.
+    version: a label of what the code digest cannot see (e.g. data the code reads);
+      changing it changes the identity of every result trained with the family.
   """
 
   name: str
@@ -67,6 +68,7 @@ class ModelFamily:
   signed: bool = False
   wide: bool = False
   module: Any = None
+  version: str | None = None
 
   def __post_init__(self):
     if self.target is None:
@@ -89,6 +91,7 @@ class DataFamily:
   Attributes:
     pairs: features come in pairs `(2k, 2k+1)`: n must be even.
     max_density: the largest density the family can produce.
+    version: see `ModelFamily.version`.
   """
 
   name: str
@@ -96,16 +99,19 @@ class DataFamily:
   fn: Callable[..., Any]
   pairs: bool = False
   max_density: float = 1.0
+  version: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Optimizer:
   """An optimiser: `factory(lr, weight_decay) -> optax.GradientTransformation`, both
-  arguments (swept) arrays, so a new value needs no recompilation."""
+  arguments (swept) arrays, so a new value needs no recompilation. `version`: see
+  `ModelFamily.version`."""
 
   name: str
   description: str
   factory: Callable[..., Any]
+  version: str | None = None
 
 
 _MODELS: dict[str, ModelFamily] = {}
@@ -115,6 +121,8 @@ _KINDS = {"model": _MODELS, "data": _DATA, "optimizer": _OPTIMIZERS}
 
 
 def _check_name(kind: str, name: str, overwrite: bool) -> None:
+  if not isinstance(overwrite, bool):
+    raise RegistryError(f"{_what(kind)} {name!r}: overwrite must be True or False, got {overwrite!r}")
   if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() \
       or name != name.lower():
     raise RegistryError(f"{_what(kind)} name must be a lower-case identifier, got {name!r}")
@@ -127,9 +135,38 @@ def _what(kind: str) -> str:
   return kind if kind == "optimizer" else f"{kind} family"
 
 
+def check_entry(entry) -> None:
+  """A one-line `RegistryError` for a field of the wrong type (a string where a bool or a
+  number belongs, a description that is not one line of text, a version that is not a
+  string): checked when registered, so that nothing fails later, when a trained result's
+  metadata is written."""
+  what = f"{type(entry).__name__} {entry.name!r}"
+  for f in dataclasses.fields(entry):
+    v = getattr(entry, f.name)
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if f.name == "description" and not (isinstance(v, str) and v.strip() and "\n" not in v.strip()):
+      raise RegistryError(f"{what}: description must be one line of text, got {v!r}")
+    if f.name == "version" and v is not None and not isinstance(v, str):
+      raise RegistryError(f"{what}: version must be a string or None, got {v!r}")
+    if kind == "bool" and not isinstance(v, bool):
+      raise RegistryError(f"{what}: {f.name} must be True or False, got {v!r}")
+    if kind == "float" and (isinstance(v, bool) or not isinstance(v, (int, float))):
+      raise RegistryError(f"{what}: {f.name} must be a number, got {v!r}")
+    if kind.startswith("Callable") and v is not None and not callable(v):
+      raise RegistryError(f"{what}: {f.name} must be callable, got {v!r}")
+    if kind.startswith("tuple[str") and not (isinstance(v, tuple) and all(isinstance(x, str) for x in v)):
+      raise RegistryError(f"{what}: {f.name} must be a tuple of names, got {v!r}")
+  try:
+    json.dumps({"name": entry.name, "description": entry.description, "version": entry.version})
+  except (TypeError, ValueError) as e:
+    raise RegistryError(f"{what}: its metadata cannot be written to a result file ({e})") from None
+
+
 def add(kind: str, entry, *, overwrite: bool = False):
-  """Registers `entry` (a `ModelFamily`, `DataFamily` or `Optimizer`) under `entry.name`."""
+  """Registers `entry` (a `ModelFamily`, `DataFamily` or `Optimizer`) under `entry.name`,
+  after `check_entry`."""
   _check_name(kind, entry.name, overwrite)
+  check_entry(entry)
   _KINDS[kind][entry.name] = entry
   return entry
 
@@ -171,118 +208,14 @@ def entries(spec) -> tuple:
           get("data", spec.data), get("optimizer", spec.optimizer))
 
 
-def _digest_into(h, obj, seen: set) -> None:
-  """Feeds what decides `obj`'s numbers into hash `h`: a function's bytecode, constants,
-  defaults, closed-over values and the user functions it calls; a class's methods; a
-  frozen dataclass's (a Flax module's) fields. Library objects (jax, numpy, ...) count by
-  qualified name: their code is in the library version, which the digest also holds."""
-  if id(obj) in seen:
-    h.update(b"<seen>")
-    return
-  if isinstance(obj, (str, bytes, int, float, complex, bool, type(None))):
-    h.update(repr(obj).encode())
-    return
-  seen.add(id(obj))
-  if isinstance(obj, (tuple, list)):
-    h.update(f"{type(obj).__name__}{len(obj)}".encode())
-    for item in obj:
-      _digest_into(h, item, seen)
-    return
-  if isinstance(obj, (frozenset, set)):
-    for r in sorted(map(repr, obj)):
-      h.update(r.encode())
-    return
-  if isinstance(obj, dict):
-    for k in sorted(obj, key=repr):
-      h.update(repr(k).encode())
-      _digest_into(h, obj[k], seen)
-    return
-  module = getattr(obj, "__module__", None) or ""
-  user = not module.split(".")[0] in ("jax", "jaxlib", "numpy", "optax", "flax", "builtins")
-  if isinstance(obj, types.FunctionType) and user:
-    _digest_into(h, obj.__code__, seen)
-    _digest_into(h, (obj.__defaults__, obj.__kwdefaults__), seen)
-    for cell in obj.__closure__ or ():
-      try:
-        _digest_into(h, cell.cell_contents, seen)
-      except ValueError:  # an empty cell
-        h.update(b"<empty>")
-    for name in _global_names(obj.__code__):
-      if name in obj.__globals__:
-        h.update(name.encode())
-        _digest_into(h, obj.__globals__[name], seen)
-    return
-  if isinstance(obj, types.CodeType):
-    h.update(obj.co_code)
-    h.update(repr(obj.co_names).encode())
-    for c in obj.co_consts:
-      _digest_into(h, c, seen)
-    return
-  if isinstance(obj, functools.partial):
-    _digest_into(h, (obj.func, obj.args, obj.keywords), seen)
-    return
-  if isinstance(obj, types.MethodType):
-    _digest_into(h, (obj.__func__, obj.__self__), seen)
-    return
-  if isinstance(obj, type) and user:
-    h.update(obj.__qualname__.encode())
-    for k, v in sorted(vars(obj).items()):
-      if isinstance(v, (types.FunctionType, staticmethod, classmethod, property)):
-        h.update(k.encode())
-        _digest_into(h, getattr(v, "__func__", getattr(v, "fget", v)), seen)
-    for base in obj.__mro__[1:]:
-      h.update(f"{base.__module__}.{base.__qualname__}".encode())
-    return
-  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-    _digest_into(h, type(obj), seen)
-    for f in dataclasses.fields(obj):
-      if f.name not in ("parent", "name"):  # a Flax module's place in a tree
-        h.update(f.name.encode())
-        _digest_into(h, getattr(obj, f.name, None), seen)
-    return
-  if hasattr(obj, "__array__") and hasattr(obj, "dtype"):
-    import numpy as np
-    a = np.asarray(obj)
-    h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
-    return
-  if isinstance(obj, types.ModuleType):
-    h.update(obj.__name__.encode())
-    return
-  if user and hasattr(obj, "__dict__") and not callable(getattr(obj, "__wrapped__", None)):
-    _digest_into(h, (type(obj), vars(obj)), seen)  # a user object: its class and state
-    return
-  # A library function or object: by name (its code is versioned with the library).
-  h.update(f"{type(obj).__qualname__}:{module}.{getattr(obj, '__qualname__', '')}".encode())
-  wrapped = getattr(obj, "__wrapped__", None) or getattr(obj, "fun", None)
-  if user and callable(wrapped):
-    _digest_into(h, wrapped, seen)
-
-
-def _global_names(code: types.CodeType) -> list[str]:
-  """Global names a code object (and the code nested in it) reads."""
-  out = list(code.co_names)
-  for c in code.co_consts:
-    if isinstance(c, types.CodeType):
-      out += _global_names(c)
-  return sorted(set(out))
-
-
-def code_digest(entry) -> str:
-  """Digest of what decides a registry entry's numbers (everything but its name and
-  description): the same definition gives the same digest in every process, a changed
-  function body, closed-over value or module field a different one."""
-  h = hashlib.sha256()
-  fields = [f.name for f in dataclasses.fields(entry) if f.name not in ("name", "description")]
-  _digest_into(h, [type(entry).__name__] + [getattr(entry, f) for f in fields], set())
-  return h.hexdigest()[:16]
-
-
 def describe(spec) -> dict[str, Any]:
   """What a result's metadata says about the definitions it was trained with: every
   registered entry the spec names, its description, code digest and, for a Flax model,
   the module's class."""
+  from superpos_jax.provenance import code_digest
   acts, model, data, opt = entries(spec)
-  entry = lambda e: {"name": e.name, "description": e.description, "digest": code_digest(e)}
+  entry = lambda e: {"name": e.name, "description": e.description, "digest": code_digest(e),
+                     **({"version": e.version} if e.version is not None else {})}
   out = {"activations": [entry(a) for a in acts], "model": entry(model), "data": entry(data),
          "optimizer": entry(opt)}
   if model.module is not None:

@@ -12,43 +12,16 @@ import os
 import socket
 import sys
 import tempfile
-import time
 from typing import Any, Callable
 
 import numpy as np
 
-from superpos_jax import cache, results
-from superpos_jax.cli import (BACKENDS, DivergedError, SaveError, UserError, check_flags,
-                              figures_dir, log)
+from superpos_jax import cache, faults, results
+from superpos_jax.cli import check_flags, figures_dir, log
+from superpos_jax.errors import DivergedError, SaveError, UserError
+from superpos_jax.host import (agreed, default_memory_budget, init_distributed,  # noqa: F401
+                               probe_coordinator, select_devices)
 from superpos_jax.spec import SweepSpec
-
-
-# How long a non-zero process tries to reach the coordinator before giving up: process 0
-# needs a few seconds to start JAX and listen.
-COORDINATOR_TIMEOUT_S = 10.0
-
-
-# How to install JAX for each accelerator backend (the extras of pyproject.toml).
-INSTALL_HINTS = {"gpu": "pip install 'superpos_jax[cuda]' (NVIDIA GPU, CUDA 12)",
-                 "tpu": "pip install 'superpos_jax[tpu]'"}
-
-
-def select_devices(backend: str) -> list:
-  """Devices of `backend`, or a one-line UserError naming the available backends."""
-  import jax
-  try:
-    return jax.devices(backend)
-  except RuntimeError:
-    available = []
-    for b in BACKENDS:
-      try:
-        jax.devices(b)
-        available.append(b)
-      except RuntimeError:
-        pass
-    hint = f"; to install JAX for it: {INSTALL_HINTS[backend]}" if backend in INSTALL_HINTS else ""
-    raise UserError(f"JAX has no {backend!r} backend on this machine "
-                    f"(available: {', '.join(available) or 'none'}){hint}") from None
 
 
 def prepare_folder(path: str, flag: str) -> str:
@@ -72,100 +45,6 @@ def prepare_folder(path: str, flag: str) -> str:
   except OSError as e:
     raise UserError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
   return path
-
-
-def probe_coordinator(address: str, process_id: int, timeout: float | None = None) -> None:
-  """Fails in seconds, with one line, where `jax.distributed.initialize` would hang for
-  minutes and then abort: process 0 must be able to listen on the port, every other
-  process must reach it within `timeout` seconds (default `COORDINATOR_TIMEOUT_S`)."""
-  timeout = COORDINATOR_TIMEOUT_S if timeout is None else timeout
-  host, _, port = address.rpartition(":")
-  host, port = host.strip("[]"), int(port)
-  try:
-    socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-  except OSError as e:
-    raise UserError(f"--coordinator {address}: cannot resolve {host!r} ({e.strerror or e})") from None
-  if process_id == 0:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-      s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-      try:
-        s.bind(("", port))
-      except OSError as e:
-        raise UserError(f"--coordinator {address}: process 0 cannot listen on port {port} "
-                        f"({e.strerror or e})") from None
-    return
-  deadline = time.monotonic() + timeout
-  while True:
-    try:
-      with socket.create_connection((host, port), timeout=max(0.1, min(2.0, timeout))):
-        return
-    except OSError as e:
-      if time.monotonic() >= deadline:
-        raise UserError(f"--coordinator {address}: not reachable within {timeout:g} s "
-                        f"({e.strerror or e}); start process 0 first, or check the "
-                        f"address and firewall") from None
-      time.sleep(0.25)
-
-
-def init_distributed(args: argparse.Namespace) -> None:
-  """Joins JAX's multi-host runtime when --coordinator is given (one process per host)."""
-  if not args.coordinator:
-    return
-  probe_coordinator(args.coordinator, args.process_id)  # flags: checked by train_or_load
-  if args.process_id == 0:
-    log(args, f"waiting for {args.num_processes - 1} more process(es) to join at {args.coordinator}")
-  import jax
-  extra = {}
-  if getattr(args, "heartbeat_timeout", None):
-    extra["heartbeat_timeout_seconds"] = args.heartbeat_timeout
-  jax.distributed.initialize(coordinator_address=args.coordinator,
-                             num_processes=args.num_processes, process_id=args.process_id,
-                             **extra)
-
-
-def _host_memory_budget() -> int:
-  try:
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-  except (ValueError, OSError, AttributeError):
-    return 8 * 2**30
-
-
-def default_memory_budget(devices: list) -> int | None:
-  """Bytes a run may use: on an accelerator one device's own limit, the smallest of
-  `Device.memory_stats()["bytes_limit"]` (what XLA's allocator may hand out; the plan
-  compares one device's share with it); on CPU half the host's RAM. An accelerator that
-  reports no limit gets no budget (None, with a warning) rather than a guess from the
-  host's RAM, which says nothing about the device's memory."""
-  accelerators = [d for d in devices if d.platform != "cpu"]
-  if not accelerators:
-    return _host_memory_budget()
-  limits = []
-  for d in accelerators:
-    try:
-      stats = d.memory_stats() or {}
-    except Exception:  # not implemented on every backend and version
-      stats = {}
-    if stats.get("bytes_limit"):
-      limits.append(int(stats["bytes_limit"]))
-  if len(limits) < len(accelerators):
-    print(f"warning: {accelerators[0].platform} devices report no memory limit: the grid is "
-          f"laid out without a budget (give one with --max-memory GiB)", file=sys.stderr)
-    return None
-  return min(limits)
-
-
-def _agreed(value: int, how: str) -> int:
-  """`value` agreed by every process of a multi-host run: the smallest ("min"; a byte
-  count, exchanged in KiB because JAX's collectives carry int32) or whether all are true
-  ("all"); as is in a single process."""
-  import jax
-  if jax.process_count() == 1:
-    return value
-  from jax.experimental import multihost_utils
-  unit = 1024 if how == "min" else 1
-  mine = np.asarray([min(value // unit, 2**31 - 1)], np.int32)
-  values = np.asarray(multihost_utils.process_allgather(mine)).astype(np.int64)
-  return int(values.min()) * unit if how == "min" else int(values.all())
 
 
 # Without --checkpoint-every, runs of less work than this (model-steps x (n + m)) train in
@@ -265,14 +144,18 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
   prepare_folder(args.out, "--out")
   if not getattr(args, "no_plot", True):
     prepare_folder(figures_dir(args), "--figures")
-  init_distributed(args)
+  init_distributed(args.coordinator, args.num_processes, args.process_id,
+                   getattr(args, "heartbeat_timeout", None), say=lambda m: log(args, m))
   precision = getattr(args, "matmul_precision", "float32")
   path = cache.path_for(args.out, name, args.backend, spec, precision)
   res, why = (None, None) if args.force else cache.load(path, spec, precision)
-  if not _agreed(res is not None, "all"):
+  if not agreed(res is not None, "all"):
     res, why = None, why or ("another process has no cached result" if res is not None else None)
   if res is not None:
     log(args, f"[{name}] reusing {os.path.relpath(path)} (same spec and engine code; --force to re-train)")
+    if os.path.isdir(checkpoint_dir(path)):  # left by a run killed after saving its result
+      from superpos_jax import checkpoint
+      checkpoint.remove(checkpoint_dir(path))
     report_divergence(name, res, path)
     return res
   if why:
@@ -281,14 +164,19 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
   devices = plan.choose_devices(spec, select_devices(args.backend))
   budget = max(1, int(args.max_memory * 2**30)) if args.max_memory else default_memory_budget(devices)
   if budget is not None:
-    budget = _agreed(budget, "min")
+    budget = agreed(budget, "min", unit=1024)
   progress = None if not args.quiet else False
   chunk = getattr(args, "chunk_size", None)
   if chunk == "auto":
     log(args, f"[{name}] timing candidate layouts (--chunk-size auto)")
-  layout = sweep.layout_for(spec, chunk_size=chunk, max_memory=budget, devices=devices,
-                            matmul_precision=precision)  # a grid too big fails here, first
   checkpoints = checkpoint_dir(path) if wants_checkpoints(spec, args) else None
+  layout = None
+  if checkpoints and chunk in (None, "auto"):  # the layout the run started with, if any
+    layout = sweep.resume_layout(spec, checkpoints, devices, max_memory=budget,
+                                 precision=precision)
+  if layout is None:
+    layout = sweep.layout_for(spec, chunk_size=chunk, max_memory=budget, devices=devices,
+                              matmul_precision=precision)  # a grid too big fails here, first
   if checkpoints:
     from superpos_jax import checkpoint
     checkpoint.check_room(checkpoints, layout)  # a folder too small fails here, too
@@ -300,7 +188,9 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
                                     else args.checkpoint_every))
   if jax.process_index() != 0:  # every process holds the whole result; one writes it
     return res
+  faults.point("result.saving")
   save_or_rescue(res, path)
+  faults.point("result.saved")
   if checkpoints:  # the result is saved (or rescued, which raised): nothing to resume
     from superpos_jax import checkpoint
     checkpoint.remove(checkpoints)

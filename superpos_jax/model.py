@@ -152,7 +152,7 @@ def _module_functions(cls) -> tuple[Callable, Callable]:
 def register_model(name: str, definition: Callable | type, description: str, *,
                    init: Callable | None = None, draw: tuple[str, ...] = ("W",),
                    target: Callable | None = None, signed: bool = False, wide: bool = False,
-                   overwrite: bool = False) -> ModelFamily:
+                   version: str | None = None, overwrite: bool = False) -> ModelFamily:
   """Adds a model family; its name then works in `SweepSpec(model=...)`, `--model`,
   result metadata and plots.
 
@@ -169,6 +169,8 @@ def register_model(name: str, definition: Callable | type, description: str, *,
     target: what the model learns to output for inputs `xs` (default: `xs`).
     signed: inputs in [-1, 1) instead of [0, 1).
     wide: m may exceed n.
+    version: a label of what the code digest cannot see (code that reads a file or
+      calls a C library); changing it changes the identity of results trained with it.
     overwrite: replace a family of the same name (a program compiled for the old one is
       never reused: the program cache holds the entry itself).
 
@@ -185,8 +187,9 @@ def register_model(name: str, definition: Callable | type, description: str, *,
     raise families.RegistryError(f"model family {name!r}: expected an apply function or a "
                                  f"flax.linen.Module class, got {definition!r}")
   family = ModelFamily(name=name, description=description, apply=definition,
-                       init=tied_init if init is None else init, draw=tuple(draw),
-                       target=target, signed=signed, wide=wide, module=module)
+                       init=tied_init if init is None else init,
+                       draw=tuple(draw) if isinstance(draw, (tuple, list)) else draw,
+                       target=target, signed=signed, wide=wide, module=module, version=version)
   return families.add("model", family, overwrite=overwrite)
 
 

@@ -11,14 +11,12 @@ cached SAE result.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
-import os
 from typing import Any
 
-from superpos_jax.spec import MAX_INT, SpecError, _as_tuple, _numeric_versions
+from superpos_jax.spec import MAX_INT, SpecError, _as_tuple
 
 # The SAE grid axes, after the toy model's `spec.AXES`, in every SAE result array.
 SAE_AXES = ("dict_multiple", "l1", "sae_seed")
@@ -102,20 +100,9 @@ class SAESpec:
   def digest(self, toy_digest: str) -> str:
     """Short hash of this spec, the toy result's digest (`SweepSpec.digest`), the SAE
     stage's source code and the numeric libraries' versions: the cache key."""
-    text = json.dumps({"sae": self.to_dict(), "toy": toy_digest, "code": _sae_source_hash(),
-                       "versions": _numeric_versions()}, sort_keys=True)
+    from superpos_jax import provenance
+    text = json.dumps({"sae": self.to_dict(), "toy": toy_digest,
+                       "code": provenance.engine_code("sae_sweep"),
+                       "versions": provenance.numeric_versions(),
+                       "jax": provenance.jax_settings()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# Modules whose code decides an SAE result's numbers (the toy digest covers the rest).
-_SAE_MODULES = ("sae_spec", "sae", "sae_sweep", "data", "train")
-
-
-@functools.lru_cache(maxsize=1)
-def _sae_source_hash() -> str:
-  folder = os.path.dirname(os.path.abspath(__file__))
-  h = hashlib.sha256()
-  for name in _SAE_MODULES:
-    with open(os.path.join(folder, f"{name}.py"), "rb") as f:
-      h.update(f.read())
-  return h.hexdigest()

@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import functools
-import hashlib
-import json
 import math
 import operator
-import os
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -361,47 +356,15 @@ class SweepSpec:
     finally:
       _CHECK_REGISTRY.reset(token)
 
+  def identity(self) -> dict[str, Any]:
+    """What decides this spec's numbers in this process (`provenance.identity`: the spec,
+    the engine's code, the registered definitions it names, library versions, JAX's
+    numeric settings)."""
+    from superpos_jax import provenance
+    return provenance.identity(self)
+
   def digest(self) -> str:
-    """Short hash of the spec, the engine's source code, the code of the registered
-    definitions it names (`definition_digests`: a name re-registered with another
-    function gets another digest) and the versions of the libraries whose code decides
-    the numbers: the key of a cached result."""
-    text = json.dumps({"spec": self.to_dict(), "code": _engine_source_hash(),
-                       "definitions": definition_digests(self),
-                       "versions": _numeric_versions()}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def definition_digests(spec: SweepSpec) -> dict[str, Any]:
-  """`families.code_digest` of every registered definition `spec` trains with (its
-  activations, model and data families, optimiser), by kind and name."""
-  acts, model, data, opt = families.entries(spec)
-  return {"activations": {a.name: families.code_digest(a) for a in acts},
-          "model": families.code_digest(model), "data": families.code_digest(data),
-          "optimizer": families.code_digest(opt)}
-
-
-# Modules whose code decides the numbers (not plots, not the CLI, not the file format).
-_ENGINE_MODULES = ("activations", "data", "families", "inits", "model", "loss", "metrics", "phases",
-                   "spec", "train", "plan", "sweep")
-
-
-@functools.lru_cache(maxsize=1)
-def _engine_source_hash() -> str:
-  folder = os.path.dirname(os.path.abspath(__file__))
-  h = hashlib.sha256()
-  for name in _ENGINE_MODULES:
-    with open(os.path.join(folder, f"{name}.py"), "rb") as f:
-      h.update(f.read())
-  return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def _numeric_versions() -> dict[str, str | None]:
-  versions = {}
-  for package in ("jax", "jaxlib", "optax"):
-    try:
-      versions[package] = metadata.version(package)
-    except metadata.PackageNotFoundError:
-      versions[package] = None
-  return versions
+    """Short hash of `identity()`: the key of a cached result, a compiled program's
+    cache entry and a checkpoint."""
+    from superpos_jax import provenance
+    return provenance.digest(self.identity())

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 import time
 from typing import Callable, NamedTuple, Sequence
@@ -35,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from superpos_jax import activations, families, metrics, results
+from superpos_jax import plan as plans
+from superpos_jax import provenance
 from superpos_jax.environment import environment
 from superpos_jax.plan import Plan, choose_devices, make_plan
 from superpos_jax.progress import Progress, report, showing
@@ -138,9 +141,10 @@ def _trainers(plan: Plan) -> list:
   return [make_train(plan.spec, act) for act in map(activations.get, plan.spec.activations)]
 
 
-def _device_init(plan: Plan, keys, scale) -> list:
-  """Every activation's initial states of one device's chunks (`keys: [chunks, C, 2]`)."""
-  return [jax.vmap(jax.vmap(t.init))(keys[..., 0], scale) for t in _trainers(plan)]
+def _device_init(plan: Plan, keys, scale, lr, wd) -> list:
+  """Every activation's initial states of one device's chunks (`keys: [chunks, C, 2]`;
+  each optimiser state made with its point's own lr and weight decay)."""
+  return [jax.vmap(jax.vmap(t.init))(keys[..., 0], scale, lr, wd) for t in _trainers(plan)]
 
 
 def _device_steps(plan: Plan, states, chunk_ids, keys, dens, imp, lr, wd, chunk_seed,
@@ -210,7 +214,7 @@ def _device_finish(plan: Plan, states, history, dens, imp) -> TrainOutput:
 
 def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
   """One device's whole training: init, every step (`_device_steps`), outputs."""
-  states = _device_init(plan, keys, scale)
+  states = _device_init(plan, keys, scale, lr, wd)
   states, history = _device_steps(plan, states, chunk_ids, keys, dens, imp, lr, wd,
                                   chunk_seed, seed_keys)
   return _device_finish(plan, states, history, dens, imp)
@@ -285,10 +289,9 @@ def stage_programs(plan: Plan, windows: int, last: bool) -> Stages:
   mesh, grid = _mesh(plan), _P("grid")
 
   def init(*swept):
-    _, keys, *_rest = inputs = _chunked_inputs(plan, *swept)
-    scale = inputs[6]
+    _, keys, _, _, lr, wd, scale, *_rest = _chunked_inputs(plan, *swept)
     return jax.shard_map(functools.partial(_device_init, plan), mesh=mesh,
-                         in_specs=(grid, grid), out_specs=grid, check_vma=False)(keys, scale)
+                         in_specs=(grid,) * 4, out_specs=grid, check_vma=False)(keys, scale, lr, wd)
 
   def steps(states, first, *swept):
     ids, keys, dens, imp, lr, wd, _, chunk_seed, seed_keys = _chunked_inputs(plan, *swept)
@@ -376,34 +379,62 @@ def _global_value(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def _resume(plan: Plan, ckpt, states):
+  """The checkpoint every process resumes from (None: start over): each process's
+  latest trustworthy one, if all found the same; said on stderr, with whether the
+  numbers will be bit for bit (same layout) or to float rounding (another one)."""
+  from superpos_jax import checkpoint
+  from superpos_jax.host import agreed
+  spec = plan.spec
+  restored = ckpt.restore(states)
+  number = restored.number if restored else 0
+  if agreed(number, "min") != agreed(number, "max"):
+    print("warning: the processes found different checkpoints; training from step 0",
+          file=sys.stderr)
+    return None
+  if restored is None:
+    return None
+  here = checkpoint.layout_record(plan)
+  how = ("the same layout: the numbers are an uninterrupted run's, bit for bit"
+         if checkpoint.same_layout(restored.layout, here) else
+         f"written with {checkpoint.describe_layout(restored.layout)}, continued with "
+         f"{checkpoint.describe_layout(here)}: the numbers equal an uninterrupted run's to "
+         f"float rounding")
+  step = checkpoint.steps_done(spec, restored.windows, restored.finished)
+  print(f"resumed from step {step:,} of {spec.steps:,} (checkpoint {restored.number} in "
+        f"{ckpt.directory}; {how})", file=sys.stderr, flush=True)
+  return restored
+
+
+def _save_due(last_save: float, every_s: float) -> bool:
+  """Whether a periodic checkpoint is due: process 0's clock decides for every process."""
+  from superpos_jax.host import broadcast
+  return bool(broadcast([time.perf_counter() - last_save >= every_s])[0])
+
+
 def _run_staged(plan: Plan, directory: str, every_s: float):
   """`plan`'s training in stages with checkpoints in `directory`: `(arrays on device,
   compile s, run s, what the staging did)`. Resumes from the latest trustworthy one."""
-  from superpos_jax import checkpoint
+  from superpos_jax import checkpoint, faults
   spec = plan.spec
   inputs = program_inputs(spec)
-  n_windows, remainder = divmod(spec.steps, spec.log_every)
+  n_windows = spec.steps // spec.log_every
   K = stage_windows(spec)
   t0 = time.perf_counter()
   first_stage = stage_programs(plan, K, False)
   states = first_stage.init(*inputs)
   ckpt = checkpoint.Checkpointer(directory, plan)
   A = len(spec.activations)
-  empty = np.zeros((0, A, plan.n_chunks, plan.chunk_size), np.float32)
-  restored = ckpt.restore(states, empty)
-  done = checkpoint.agree_windows(restored.windows if restored else -1)
-  history = [empty]
-  if done >= 0:
+  history = [np.zeros((0, A, plan.n_chunks, plan.chunk_size), np.float32)]
+  restored = _resume(plan, ckpt, states)
+  done, finished = 0, False
+  if restored is not None:
     states, history = restored.states, [restored.history]
-    print(f"resumed from step {min(done * spec.log_every, spec.steps):,} of {spec.steps:,} "
-          f"(checkpoint in {directory})", file=sys.stderr, flush=True)
-  else:
-    done = 0
+    done, finished = restored.windows, restored.finished
   compile_s = time.perf_counter() - t0
   ticks = progress_ticks(plan) * (n_windows - done) // max(n_windows, 1)
   display = (Progress(ticks, spec.num_models * spec.steps * (n_windows - done) // max(n_windows, 1))
              if plan.progress else None)
-  finished = restored is not None and done == n_windows  # saved after the last stage
   saves, last_save = 0, time.perf_counter()
   with showing(display):
     t_run = time.perf_counter()
@@ -418,13 +449,48 @@ def _run_staged(plan: Plan, directory: str, every_s: float):
       finished = last
       # Periodically; and at the end of a run that checkpointed on the way (so that a
       # crash before its result is saved loses nothing); never for a short run.
-      if time.perf_counter() - last_save >= every_s or (finished and saves):
-        ckpt.save(w, states, np.concatenate(history))
+      if _save_due(last_save, every_s) or (finished and saves):
+        ckpt.save(w, finished, states, np.concatenate(history))
         saves, last_save = saves + 1, time.perf_counter()
+    ckpt.close()
+    faults.point("training.evaluating")
     out = jax.block_until_ready(first_stage.finish(states, jnp.asarray(np.concatenate(history)), *inputs))
     run_s = time.perf_counter() - t_run
-  return out, compile_s, run_s, {"stage_windows": K, "resumed_from_step": done * spec.log_every,
-                                 "checkpoints_saved": saves, "checkpoint_every_s": every_s}
+  return out, compile_s, run_s, {
+      "stage_windows": K, "checkpoints_saved": saves, "checkpoint_every_s": every_s,
+      "resumed_from_step": checkpoint.steps_done(spec, done, restored.finished) if restored else 0,
+      **({"resumed_layout": restored.layout} if restored else {})}
+
+
+def check_checkpoint_every(every) -> float:
+  """`every` (seconds between checkpoints) as a float >= 0, else a one-line SpecError."""
+  from superpos_jax.spec import SpecError
+  if isinstance(every, bool) or not isinstance(every, (int, float, np.integer, np.floating)) \
+      or not (0 <= every < float("inf")):
+    raise SpecError(f"checkpoint_every must be a number of seconds >= 0, got {every!r}")
+  return float(every)
+
+
+def resume_layout(spec: SweepSpec, directory: str, devices: Sequence, *,
+                  max_memory: int | None = None, precision: str = "float32",
+                  progress: bool = False) -> Plan | None:
+  """The plan of the layout that the latest checkpoint of this run in `directory` was
+  written with, where it can run here (same platform and device count, within
+  `max_memory`): resuming on it gives the uninterrupted run's numbers bit for bit, and an
+  autotuned layout needs neither a new measurement nor the cache that remembered it."""
+  from superpos_jax import checkpoint
+  from superpos_jax.spec import SpecError
+  stored = checkpoint.stored_layout(directory, spec, precision)
+  devices = tuple(devices)
+  if stored is None or stored.get("devices") != len(devices) \
+      or stored.get("platform", devices[0].platform) != devices[0].platform:
+    return None
+  try:
+    return make_plan(spec, devices=devices, chunk_size=stored["chunk_size"],
+                     span_seeds=stored["span_seeds"], max_memory=max_memory,
+                     progress=progress, precision=precision)
+  except SpecError:  # over this run's budget: the run's own layout instead
+    return None
 
 
 def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str | None = None,
@@ -466,7 +532,24 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str 
   if progress is None:
     progress = sys.stderr.isatty()
   check_families(check_spec(spec))  # a bad family fails here, before any compilation
-  if plan is None:
+  identity = spec.identity()  # what decides the numbers, as they are when training starts
+  if checkpoint_dir is not None:
+    checkpoint_every = check_checkpoint_every(checkpoint_every)
+    if not isinstance(checkpoint_dir, (str, os.PathLike)) or not os.fspath(checkpoint_dir):
+      from superpos_jax.spec import SpecError
+      raise SpecError(f"checkpoint_dir must name a folder, got {checkpoint_dir!r}")
+    checkpoint_dir = os.fspath(checkpoint_dir)
+  resumed = None
+  if plan is None and checkpoint_dir is not None and chunk_size in (None, "auto") \
+      and span_seeds is None:  # resume on the layout the run started with, if it can
+    resumed = resume_layout(
+        spec, checkpoint_dir,
+        plans.check_devices(devices) if devices is not None else choose_devices(spec, jax.devices()),
+        max_memory=plans.check_memory_budget(max_memory),
+        precision=plans.check_precision(matmul_precision), progress=progress)
+  if resumed is not None:
+    plan = resumed
+  elif plan is None:
     plan = layout_for(spec, chunk_size=chunk_size, max_memory=max_memory, devices=devices,
                       span_seeds=span_seeds, matmul_precision=matmul_precision,
                       progress=progress)
@@ -499,7 +582,8 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str 
   meta = {
       "spec": spec.to_dict(),
       "families": families.describe(spec),
-      "spec_digest": spec.digest(),
+      "spec_digest": provenance.digest(identity),
+      "identity": identity,
       "env": environment(plan.devices),
       "engine": plan.describe() | ({"staged": staged} if staged else {}),
       "timings": {"compile_s": compile_s, "run_s": run_s,

@@ -73,7 +73,8 @@ def optimizer(lr: jax.Array, weight_decay: jax.Array) -> optax.GradientTransform
 
 
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
-                       description: str, *, overwrite: bool = False) -> families.Optimizer:
+                       description: str, *, version: str | None = None,
+                       overwrite: bool = False) -> families.Optimizer:
   """Adds an optimiser; `SweepSpec(optimizer=name)` then trains with it.
 
   Args:
@@ -81,12 +82,14 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
       swept hyperparameters (arrays under vmap: a new value needs no recompilation),
       e.g. `lambda lr, wd: optax.chain(optax.clip_by_global_norm(1.0),
       optax.adamw(lr, weight_decay=wd))`.
+    version: a label of what the code digest cannot see; changing it changes the
+      identity of results trained with the optimiser.
     overwrite: replace an optimiser of the same name (never reusing a program or a
       cached result of the old one).
   """
   if not callable(factory):
     raise families.RegistryError(f"optimizer {name!r}: expected a factory, got {factory!r}")
-  return families.add("optimizer", families.Optimizer(name, description, factory),
+  return families.add("optimizer", families.Optimizer(name, description, factory, version),
                       overwrite=overwrite)
 
 
@@ -263,7 +266,7 @@ class Trainer(NamedTuple):
   the engine's first version (same numbers, bit for bit).
   """
 
-  init: Callable[[jax.Array], TrainState]
+  init: Callable[..., TrainState]  # (init key, init scale, lr, weight decay)
   step: Callable[..., tuple[TrainState, jax.Array]]
   fit: Callable[..., TrainOutput]
   evaluate: Callable[[Params, jax.Array, jax.Array], jax.Array]
@@ -293,12 +296,13 @@ def make_train(spec: SweepSpec, act: Activation, *,
   optimizer = families.get("optimizer", spec.optimizer).factory
   signed = family.signed
 
-  def init(key: jax.Array, init_scale=1.0) -> TrainState:
-    """Step 1: `W [m, n]` from the init family times `init_scale`, b = 0, the optimiser's
-    state."""
+  def init(key: jax.Array, init_scale, lr, weight_decay) -> TrainState:
+    """Step 1: `W [m, n]` from the init family times `init_scale`, b = 0, and the state
+    of the optimiser of THIS point's `lr` and `weight_decay` (an optimiser may keep its
+    hyperparameters in its state, as `optax.inject_hyperparams` does)."""
     params = init_params(key, n, m, init=spec.init, instances=spec.init_instances,
                          model=spec.model, scale=init_scale, act=act.fn)
-    return TrainState(params, optimizer(1.0, 0.0).init(params))
+    return TrainState(params, optimizer(lr, weight_decay).init(params))
 
   def loss_of(params: Params, x: jax.Array, importance: jax.Array) -> jax.Array:
     return family_loss(family, params, x, importance, act.fn, per_example=act.per_example)
@@ -332,6 +336,7 @@ def make_train(spec: SweepSpec, act: Activation, *,
 
   def train(init_key, data_key, density, importance, lr, weight_decay,
             init_scale=1.0) -> TrainOutput:
-    return fit(init(init_key, init_scale), data_key, density, importance, lr, weight_decay)
+    return fit(init(init_key, init_scale, lr, weight_decay), data_key, density, importance,
+               lr, weight_decay)
 
   return Trainer(init, step, fit, evaluate, train)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from superpos_jax import checkpoint, results, sweep
+from superpos_jax import checkpoint, faults, provenance, results, sweep
 from superpos_jax.spec import SpecError, SweepSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,20 +55,22 @@ class Killed(BaseException):
   pass
 
 
-def _checkpointed(tmp_path, steps):
+def _checkpointed(tmp_path, steps, monkeypatch=None):
   """SPEC's checkpoints as a run killed right after its checkpoint at `steps` leaves them."""
-  save = checkpoint.Checkpointer.save
+  passes = []
 
-  def save_then_die(self, windows, states, history):
-    save(self, windows, states, history)
-    if windows * SPEC["log_every"] >= steps:
-      raise Killed()
-  checkpoint.Checkpointer.save = save_then_die
+  def die_after(name):
+    if name == "checkpoint.saved":
+      passes.append(name)
+      if len(passes) * SPEC["log_every"] >= steps:
+        raise Killed()
+  real = faults.point
+  faults.point = die_after
   try:
     with pytest.raises(Killed):
       sweep.run(SweepSpec(**SPEC), progress=False, checkpoint_dir=str(tmp_path), checkpoint_every=0)
   finally:
-    checkpoint.Checkpointer.save = save
+    faults.point = real
 
 
 def test_resume_from_a_middle_checkpoint(tmp_path, capfd, plain):
@@ -85,25 +87,53 @@ def test_checkpoint_of_another_spec_is_ignored(tmp_path, capfd):
   other = SweepSpec(**dict(SPEC, densities=(1.0, 0.2, 0.02)))
   capfd.readouterr()
   res, err = _resume(tmp_path, capfd, other)
-  assert "ignored: it is of another spec" in err and "training from step 0" in err
+  assert "ignored: it is of another spec (densities)" in err and "training from step 0" in err
   _same(res, sweep.run(other, progress=False))
 
 
 def test_checkpoint_of_other_engine_code_is_ignored(tmp_path, capfd, plain, monkeypatch):
   _checkpointed(tmp_path, 30)
-  monkeypatch.setattr(checkpoint, "_engine_source_hash", lambda: "edited")
+  monkeypatch.setattr(provenance, "engine_code", lambda root="sweep": "edited")
   capfd.readouterr()
   res, err = _resume(tmp_path, capfd)
-  assert "ignored: it was written by other engine code" in err
+  assert "ignored: it is of other engine code" in err
   _same(res, plain)
 
 
-def test_checkpoint_of_another_layout_is_ignored(tmp_path, capfd, plain):
+def test_checkpoint_of_another_layout_resumes_to_float_rounding(tmp_path, capfd, plain):
+  """Checkpoints are in grid order: another chunk size resumes (and says it is not bit
+  for bit), then the same layout's rerun only evaluates."""
   _checkpointed(tmp_path, 30)
   capfd.readouterr()
   res, err = _resume(tmp_path, capfd, chunk_size=1)
-  assert "ignored: it is of another layout (chunk_size" in err
+  assert "resumed from step 30 of 60" in err and "continued with chunks of 1" in err
+  assert "to float rounding" in err
   np.testing.assert_allclose(res["W"], plain["W"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(res["loss_history"], plain["loss_history"], rtol=1e-5, atol=1e-7)
+
+
+def test_resume_prefers_the_layout_the_run_started_with(tmp_path, capfd, plain):
+  """Killed on chunks of 1, rerun without a chunk size: the checkpoint's layout is
+  taken up again, so the arrays are those of an uninterrupted chunks-of-1 run, bit for bit."""
+  spec = SweepSpec(**SPEC)
+  real = faults.point
+
+  def die(name, seen=[]):
+    if name == "checkpoint.saved":
+      seen.append(1)
+      if len(seen) == 3:
+        raise Killed()
+  faults.point = die
+  try:
+    with pytest.raises(Killed):
+      sweep.run(spec, progress=False, checkpoint_dir=str(tmp_path), checkpoint_every=0, chunk_size=1)
+  finally:
+    faults.point = real
+  capfd.readouterr()
+  res, err = _resume(tmp_path, capfd)
+  assert "resumed from step 30 of 60" in err and "the same layout" in err
+  assert res.meta["engine"]["chunk_size"] == 1
+  _same(res, sweep.run(spec, progress=False, chunk_size=1))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
