@@ -16,9 +16,10 @@ PARSER.add_argument("--sparsities", type=cli.float_list, default=(0.5, 0.99),
 PARSER.add_argument("--features", type=cli.positive_int, default=20, help="features (default 20)")
 PARSER.add_argument("--examples", type=cli.positive_int, default=100, help="examples (default 100)")
 PARSER.add_argument("--seed", type=int, default=0, help="random seed in [0, 2^31) (default 0)")
-PARSER.add_argument("--figures", default=os.path.join(cli.REPO, "figures"),
-                    help="folder for the figure (default: figures/)")
-PARSER.add_argument("--quiet", action="store_true")
+PARSER.add_run_argument("--figures", default=None,
+                        help="folder for the figure (default: figures/ with the default "
+                             "settings, figures/custom/ with any other)")
+PARSER.add_run_argument("--quiet", action="store_true")
 
 
 def check(args):
@@ -32,6 +33,8 @@ def check(args):
   if args.features * args.examples > MAX_VALUES:
     raise cli.UserError(f"--features x --examples must be at most {MAX_VALUES:,} "
                         f"(got {args.features * args.examples:,}): this draws a picture")
+  if args.figures is None:  # only the default picture replaces the committed one
+    args.figures = os.path.join(cli.REPO, "figures", *(("custom",) if args.changed else ()))
   launch.prepare_folder(args.figures, "--figures")
 
 

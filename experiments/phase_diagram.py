@@ -66,7 +66,7 @@ def main(argv=None):
   cli.configure_host(args.backend)
   result = launch.train_or_load(NAME, build_spec(args), args)
   if not args.no_plot:
-    launch.save_outputs(args, NAME, result, lambda: figures(result, args), custom=bool(args.grid or args.importances))
+    launch.save_outputs(args, NAME, result, lambda: figures(result, args))
 
 
 if __name__ == "__main__":

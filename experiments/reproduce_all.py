@@ -56,8 +56,7 @@ def step_argv(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
 def main(argv=None):
   args = _parser().parse_args(argv)
   steps = [(m, step_argv(args, m.PARSER)) for m in TRAINING]
-  figures = cli.figures_dir(args, custom=any(getattr(args, f) is not None
-                                             for f in ("r", "grid", "importances")))
+  figures = cli.figures_dir(args)
   inputs_argv = ["--figures", figures] + (["--quiet"] if args.quiet else [])
   # Validate everything before anything trains: every step's flags and spec.
   input_batches.check(input_batches.PARSER.parse_args(inputs_argv))

@@ -44,7 +44,6 @@ PARSER.add_argument("--dict-multiples", type=cli.float_list,
                     help="comma-separated dictionary sizes as multiples of n (integers)")
 PARSER.add_argument("--sae-seeds", type=cli.axis_length, help="SAE seeds per toy model")
 PARSER.add_argument("--sae-steps", type=cli.positive_int, help="SAE training steps")
-SAE_FLAGS = ("l1s", "dict_multiples", "sae_seeds", "sae_steps")
 
 
 def build_specs(args):
@@ -112,11 +111,10 @@ def main(argv=None):
   if not args.no_plot:
     from superpos_jax import summary_beyond, summary_sae
     setting = headline(studies)
-    custom = any(getattr(args, f) is not None for f in SAE_FLAGS)
     summarize = lambda folder: summary_beyond.save(NAME, summary_sae.sae_summary(
         studies, setting, {k: r.meta.get("timings", {}) for k, r in toys.items()}), folder)
     launch.save_outputs(args, NAME, toys["n10"], lambda: figures(studies, setting),
-                        custom=custom, summarize=summarize)
+                        summarize=summarize)
 
 
 if __name__ == "__main__":

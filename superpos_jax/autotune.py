@@ -22,12 +22,14 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 from typing import Sequence
 
 import jax
 
 from superpos_jax import plan as plans
+from superpos_jax.host import broadcast
 from superpos_jax.spec import SpecError, SweepSpec, check_spec
 
 # Steps of one timing window at most: two windows per candidate (the first, with the
@@ -54,12 +56,26 @@ def layout_key(spec: SweepSpec, devices: Sequence, precision: str) -> str:
 
 
 def _remembered(key: str) -> dict | None:
+  """The entry remembered for `key`, or None: also where the file or the entry is
+  damaged (a warning says so; the layout is then measured again and rewritten)."""
   try:
     with open(_layouts_path()) as f:
-      entry = json.load(f).get(key)
-  except (OSError, ValueError, AttributeError):
+      table = json.load(f)
+  except OSError:
     return None
-  return entry if isinstance(entry, dict) and "chunk_size" in entry else None
+  except ValueError:
+    print(f"warning: {_layouts_path()} is not JSON: measuring again", file=sys.stderr)
+    return None
+  entry = table.get(key) if isinstance(table, dict) else None
+  if entry is None:
+    return None
+  chunk = entry.get("chunk_size") if isinstance(entry, dict) else None
+  if not (isinstance(entry, dict) and isinstance(chunk, int) and not isinstance(chunk, bool)
+          and 1 <= chunk <= 2**31 - 1 and isinstance(entry.get("span_seeds"), bool)):
+    print(f"warning: the layout remembered in {_layouts_path()} is damaged: measuring again",
+          file=sys.stderr)
+    return None
+  return entry
 
 
 def _remember(key: str, entry: dict) -> None:
@@ -128,16 +144,9 @@ def measure(layout: plans.Plan) -> float:
   return short.spec.num_models * short.spec.steps / (time.perf_counter() - t0)
 
 
-def _broadcast(values: list[int]) -> list[int]:
-  """Process 0's integers, on every process."""
-  import numpy as np
-  from jax.experimental import multihost_utils
-  return [int(v) for v in multihost_utils.broadcast_one_to_all(np.asarray(values, np.int32))]
-
-
 def _agree(entry: dict | None) -> dict | None:
   """Process 0's remembered layout (or None) on every process."""
-  have, chunk, span = _broadcast([entry is not None, entry["chunk_size"] if entry else 0,
+  have, chunk, span = broadcast([entry is not None, entry["chunk_size"] if entry else 0,
                                   bool(entry and entry["span_seeds"])])
   if not have:
     return None
@@ -162,7 +171,7 @@ def autotune(spec: SweepSpec, devices: Sequence, *, max_memory: int | None = Non
     rates = [measure(layout) for layout in layouts]
     best = max(range(len(layouts)), key=lambda i: rates[i])
     if multi:
-      best = int(_broadcast([best])[0])
+      best = int(broadcast([best])[0])
     entry = {"chunk_size": layouts[best].chunk_size, "span_seeds": layouts[best].span_seeds,
              "rates": {_label(l): round(r) for l, r in zip(layouts, rates)},
              "default": _label(layouts[0]), "chosen": _label(layouts[best]),
@@ -173,7 +182,14 @@ def autotune(spec: SweepSpec, devices: Sequence, *, max_memory: int | None = Non
     entry = dict(entry, remembered=False)
   else:
     entry = dict(entry, remembered=True)
-  chosen = plans.make_plan(spec, devices=devices, chunk_size=entry["chunk_size"],
-                           span_seeds=entry["span_seeds"], max_memory=max_memory,
-                           progress=progress, precision=precision)
+  try:
+    chosen = plans.make_plan(spec, devices=devices, chunk_size=entry["chunk_size"],
+                             span_seeds=entry["span_seeds"], max_memory=max_memory,
+                             progress=progress, precision=precision)
+  except SpecError:
+    # Remembered under a larger memory budget and over this one: the default layout,
+    # which `candidates` made within it (the same choice on every process).
+    chosen = dataclasses.replace(layouts[0], progress=progress)
+    entry = dict(entry, over_budget=True, chunk_size=chosen.chunk_size,
+                 span_seeds=chosen.span_seeds)
   return dataclasses.replace(chosen, autotuned=entry)

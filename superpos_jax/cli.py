@@ -97,11 +97,38 @@ def axis_length(text: str) -> int:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-  """argparse, but a bad flag prints one line (not the whole usage block) and exits 2."""
+  """argparse, but a bad flag prints one line (not the whole usage block) and exits 2,
+  and the parsed flags say whether they make a custom run (`changed`).
+
+  Flags added with `add_run_argument` say where and how a run executes (folders,
+  devices, checkpoints, hosts) and never change its numbers or figures; every other flag
+  given with a value other than its default makes the run custom (so a new flag counts as
+  custom unless declared otherwise): `args.changed` lists them, and `figures_dir` keeps
+  a custom run out of the committed figures.
+  """
 
   def __init__(self, **kwargs):
     kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
     super().__init__(**kwargs)
+    self.run_dests = {"help", "preset"}
+    self._run_group = None
+
+  def add_run_argument(self, *args, **kwargs):
+    """A flag of where and how to run, which never changes numbers or figures."""
+    if self._run_group is None:
+      self._run_group = self.add_argument_group(
+          "where and how to run (these never change a result's numbers or figures)")
+    action = self._run_group.add_argument(*args, **kwargs)
+    self.run_dests.add(action.dest)
+    return action
+
+  def parse_known_args(self, args=None, namespace=None):
+    parsed, rest = super().parse_known_args(args, namespace)
+    parsed.changed = tuple(sorted(
+        a.dest for a in self._actions
+        if a.dest not in self.run_dests and a.dest != argparse.SUPPRESS
+        and getattr(parsed, a.dest, None) != a.default))
+    return parsed, rest
 
   def error(self, message):
     self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -113,10 +140,10 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                      epilog="activations:\n  " + activations.describe().replace("\n", "\n  "))
   p.add_argument("--preset", choices=sorted(presets), default=PAPER,
                  help="paper: the study's settings (default); quick: same code path in seconds")
-  p.add_argument("--backend", choices=BACKENDS, default="cpu", help="JAX backend (default cpu)")
-  p.add_argument("--out", default=os.path.join(REPO, "runs"),
+  p.add_run_argument("--backend", choices=BACKENDS, default="cpu", help="JAX backend (default cpu)")
+  p.add_run_argument("--out", default=os.path.join(REPO, "runs"),
                  help="folder for result .npz files (default: runs/)")
-  p.add_argument("--figures", default=None,
+  p.add_run_argument("--figures", default=None,
                  help="folder for figures (default: figures/ for the paper preset as it "
                       "stands, figures/<preset>/ for any other preset or overridden setting)")
   p.add_argument("--steps", type=positive_int, help="training steps (default from preset)")
@@ -143,10 +170,10 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                       "every point of a seed starts from the same W")
   p.add_argument("--seed-rule", choices=SEED_RULES, default=SEED_RULES[0],
                  help="how figures collapse seeds: lowest eval loss (default) or mean without the worst")
-  p.add_argument("--max-memory", type=positive_float, default=None,
+  p.add_run_argument("--max-memory", type=positive_float, default=None,
                  help="memory budget in GiB (default: the accelerator's memory, or half "
                       "the host memory on CPU); the grid is trained in smaller chunks to fit")
-  p.add_argument("--chunk-size", type=chunk_size, default=None,
+  p.add_run_argument("--chunk-size", type=chunk_size, default=None,
                  help="models trained together per scan: a number, or auto (time a few "
                       "layouts on the devices at hand and keep the fastest, remembered per "
                       "device and grid); default: the device kind's rule (cache-sized "
@@ -157,30 +184,25 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                       "backend), or the faster tensorfloat32 / bfloat16 / default (the "
                       "backend's own; TF32 on recent NVIDIA GPUs, bfloat16 passes on TPU) "
                       "that move the numbers; recorded in the result")
-  p.add_argument("--checkpoint-every", type=non_negative_float, default=None, metavar="SECONDS",
+  p.add_run_argument("--checkpoint-every", type=non_negative_float, default=None, metavar="SECONDS",
                  help="checkpoint the whole grid's training state at most every SECONDS of "
                       "wall time (default 300, for runs above a few seconds of work; given, "
                       "for any run; 0: after every stage), in <out>/<result "
                       "name>.ckpt/; rerunning the same command resumes from the latest "
                       "checkpoint with the same numbers; removed once the result is saved")
-  p.add_argument("--no-checkpoint", action="store_true",
+  p.add_run_argument("--no-checkpoint", action="store_true",
                  help="no checkpoints: the grid trains in one call (a killed run starts over)")
-  p.add_argument("--heartbeat-timeout", type=positive_int, default=None, metavar="SECONDS",
+  p.add_run_argument("--heartbeat-timeout", type=positive_int, default=None, metavar="SECONDS",
                  help="multi-host: seconds without a heartbeat before JAX's coordination "
                       "service declares a process dead and aborts the others (JAX's default 100)")
-  p.add_argument("--coordinator", help="multi-host: address:port of process 0 "
+  p.add_run_argument("--coordinator", help="multi-host: address:port of process 0 "
                  "(with --num-processes and --process-id; see README)")
-  p.add_argument("--num-processes", type=positive_int, help="multi-host: processes in all")
-  p.add_argument("--process-id", type=int, help="multi-host: this process's index")
-  p.add_argument("--force", action="store_true", help="re-train even if a matching result exists")
-  p.add_argument("--no-plot", action="store_true", help="only train and save the .npz")
-  p.add_argument("--quiet", action="store_true", help="no progress display")
+  p.add_run_argument("--num-processes", type=positive_int, help="multi-host: processes in all")
+  p.add_run_argument("--process-id", type=int, help="multi-host: this process's index")
+  p.add_run_argument("--force", action="store_true", help="re-train even if a matching result exists")
+  p.add_run_argument("--no-plot", action="store_true", help="only train and save the .npz")
+  p.add_run_argument("--quiet", action="store_true", help="no progress display")
   return p
-
-
-# Flags of `experiment_parser` that change the spec: any of them makes a custom run.
-SPEC_FLAGS = ("steps", "seeds", "activations", "densities", "lr", "batch_size", "init",
-              "init_rng")
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -198,7 +220,9 @@ def check_flags(args: argparse.Namespace) -> None:
     raise UserError("--checkpoint-every and --no-checkpoint contradict each other: give one")
   if not args.coordinator:
     given = [f for f, v in (("--num-processes", args.num_processes),
-                            ("--process-id", args.process_id)) if v is not None]
+                            ("--process-id", args.process_id),
+                            ("--heartbeat-timeout", getattr(args, "heartbeat_timeout", None)))
+             if v is not None]
     if given:
       raise UserError(f"{' and '.join(given)} given without --coordinator HOST:PORT (multi-host runs only)")
     return
@@ -245,8 +269,7 @@ def figures_dir(args: argparse.Namespace, custom: bool = False) -> str:
   only a deliberate paper-preset run replaces the committed figures."""
   if args.figures is not None:
     return args.figures
-  custom = (custom or any(getattr(args, f, None) is not None for f in SPEC_FLAGS)
-            or getattr(args, "matmul_precision", "float32") != "float32")
+  custom = custom or bool(getattr(args, "changed", ()))
   if args.preset == PAPER and not custom:
     return os.path.join(REPO, "figures")
   return os.path.join(REPO, "figures", f"{args.preset}-custom" if args.preset == PAPER else args.preset)

@@ -134,7 +134,7 @@ def _user(module: str) -> bool:
   return module.split(".")[0] not in _LIBRARIES
 
 
-def _digest_into(h, obj, seen: set) -> None:
+def _digest_into(h, obj, seen: dict) -> None:
   """Feeds what decides `obj`'s numbers into hash `h`: a function's bytecode, constants,
   defaults, closed-over values, the globals it reads (and, through a module it reads,
   the module attributes it names); a class's methods and class attributes (a dataclass's
@@ -147,7 +147,7 @@ def _digest_into(h, obj, seen: set) -> None:
   if id(obj) in seen:
     h.update(b"<seen>")
     return
-  seen.add(id(obj))
+  seen[id(obj)] = obj  # kept alive: a freed temporary's id could be reused by another
   if isinstance(obj, (tuple, list)):
     h.update(f"{type(obj).__name__}{len(obj)}".encode())
     for item in obj:
@@ -208,7 +208,7 @@ def _digest_into(h, obj, seen: set) -> None:
     _digest_into(h, wrapped, seen)
 
 
-def _digest_function(h, fn: types.FunctionType, user: bool, seen: set) -> None:
+def _digest_function(h, fn: types.FunctionType, user: bool, seen: dict) -> None:
   if user:
     _digest_into(h, fn.__code__, seen)
   else:
@@ -236,7 +236,7 @@ def _digest_function(h, fn: types.FunctionType, user: bool, seen: set) -> None:
           _digest_into(h, vars(value)[attr], seen)
 
 
-def _digest_class(h, cls: type, user: bool, seen: set) -> None:
+def _digest_class(h, cls: type, user: bool, seen: dict) -> None:
   h.update(f"class:{cls.__module__}.{cls.__qualname__}".encode())
   if not user:
     return
@@ -280,7 +280,7 @@ def code_digest(entry) -> str:
   function body, closed-over value, module field default or `version` a different one."""
   h = hashlib.sha256()
   fields = [f.name for f in dataclasses.fields(entry) if f.name not in ("name", "description")]
-  _digest_into(h, [type(entry).__name__] + [getattr(entry, f) for f in fields], set())
+  _digest_into(h, [type(entry).__name__] + [getattr(entry, f) for f in fields], {})
   return h.hexdigest()[:16]
 
 

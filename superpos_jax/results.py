@@ -50,8 +50,10 @@ PARAM_PREFIX = "param_"
 
 
 def param_key(name: str) -> str:
-  """The result array of a model family's parameter `name` ("W2" stays "W2")."""
-  return name if name in SCHEMA else PARAM_PREFIX + name
+  """The result array of a model family's parameter `name`: "W2" stays "W2"; any other
+  name gets the prefix, so that a parameter named like a metric (`eval_loss`, `phase`)
+  can never replace it."""
+  return name if name in PARAMETERS else PARAM_PREFIX + name
 
 
 # Metrics that reduce_seeds("trimmed_mean") averages.
@@ -103,12 +105,23 @@ class SweepResult:
     return self.data[name]
 
   def index(self, axis: str, value: Any) -> int:
-    """Position of `value` on `axis` (floats match to relative 1e-6)."""
+    """Position of `value` on `axis`: the value itself, or else the one value within
+    relative 1e-6 of it (a float written with fewer digits); a KeyError where there is
+    none, or several (say more digits)."""
     values = self.coords[axis]
     if values.dtype.kind in "US":
       hits = np.flatnonzero(values == value)
     else:
-      hits = np.flatnonzero(np.isclose(values, value, rtol=1e-6, atol=0.0))
+      try:
+        value = float(value)
+      except (TypeError, ValueError):
+        raise KeyError(f"{axis}={value!r} is not a number; values: {values.tolist()}") from None
+      hits = np.flatnonzero(values == value)
+      if hits.size == 0:
+        hits = np.flatnonzero(np.isclose(values, value, rtol=1e-6, atol=0.0))
+        if hits.size > 1:
+          raise KeyError(f"{axis}={value!r} is within 1e-6 of several values "
+                         f"({values[hits].tolist()}): give it exactly")
     if hits.size == 0:
       raise KeyError(f"{axis}={value!r} is not in this result; values: {values.tolist()}")
     return int(hits[0])
@@ -344,8 +357,19 @@ def save(result: SweepResult, path: str | os.PathLike) -> str:
 
 
 def load(path: str | os.PathLike) -> SweepResult:
-  """Reads and validates a result file; raises `ResultFileError` with a clear message."""
+  """Reads and validates a result file; raises `ResultFileError` with a clear message,
+  whatever is wrong with the file (never another exception for a damaged one)."""
   path = os.fspath(path)
+  try:
+    return _load(path)
+  except ResultFileError:
+    raise
+  except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as e:
+    raise ResultFileError(f"{path}: malformed result file ({type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0][:200]})") from None
+
+
+def _load(path: str) -> SweepResult:
   try:
     with np.load(path, allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}
@@ -374,6 +398,11 @@ def load(path: str | os.PathLike) -> SweepResult:
   if missing:
     raise ResultFileError(f"{path}: missing entries {missing}")
   axes = tuple(a for a in AXES if a in coords)
+  for a in axes:
+    if coords[a].ndim != 1 or (a == "activation") != (coords[a].dtype.kind in "US"):
+      raise ResultFileError(f"{path}: coord_{a} has shape {coords[a].shape} and dtype "
+                            f"{coords[a].dtype}, expected a list of "
+                            f"{'names' if a == 'activation' else 'numbers'}")
   grid_shape = tuple(len(coords[a]) for a in axes)
   data = {k: arrays.pop(k) for k in (*SCHEMA, *sorted(arrays))
           if k in arrays and (k in SCHEMA or k.startswith(PARAM_PREFIX))}
@@ -381,6 +410,12 @@ def load(path: str | os.PathLike) -> SweepResult:
     if v.shape[:len(grid_shape)] != grid_shape:
       raise ResultFileError(f"{path}: {k} has shape {v.shape}, expected grid {grid_shape} first")
   extra = {k: arrays.pop(k) for k in EXTRA}
+  if extra["history_steps"].ndim != 1 or extra["importance_vectors"].ndim != 2:
+    raise ResultFileError(f"{path}: history_steps must be 1-D and importance_vectors 2-D, got "
+                          f"{extra['history_steps'].shape}, {extra['importance_vectors'].shape}")
+  if "loss_history" in data and data["loss_history"].shape[-1:] != extra["history_steps"].shape:
+    raise ResultFileError(f"{path}: loss_history has {data['loss_history'].shape[-1]} windows, "
+                          f"history_steps {extra['history_steps'].shape[0]}")
   if not isinstance(meta.get("spec"), dict):
     raise ResultFileError(f"{path}: no spec in the metadata")
   try:

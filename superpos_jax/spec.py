@@ -101,6 +101,12 @@ def _as_tuple(field: str, values: Any, cast) -> tuple:
     raise SpecError(f"{field} must be a sequence of {kind}, got {values!r}") from None
 
 
+def _float32(v: float) -> float:
+  """`v` as the float32 the program computes with (inf where it overflows)."""
+  with np.errstate(over="ignore"):
+    return float(np.float32(v))
+
+
 def check_spec(spec: Any) -> "SweepSpec":
   """`spec` if it is a `SweepSpec`, else a one-line `SpecError` (e.g. for a plain dict)."""
   if not isinstance(spec, SweepSpec):
@@ -244,6 +250,13 @@ class SweepSpec:
     for f, what in (("lrs", "learning rate"), ("init_scales", "init scale")):
       for v in getattr(self, f):
         need(v > 0 and math.isfinite(v), f"every {what} must be > 0, got {v!r}")
+    # The program computes in float32: a value that is inf or 0 there would train wrong.
+    for f, what in _FLOAT_AXES:
+      for v in getattr(self, f):
+        v32 = _float32(v)
+        need(math.isfinite(v32), f"every {what} must be finite in float32 (|x| < 3.4e38), got {v!r}")
+        need(v == 0 or v32 != 0, f"every {what} must be 0 or at least 1.4e-45 in magnitude "
+                                 f"(float32 would round {v!r} to 0)")
     for s in self.seeds:
       need(isinstance(s, (int, np.integer)) and 0 <= s < 2**31, f"seeds must be integers in [0, 2^31), got {s!r}")
     for wd in self.weight_decays:

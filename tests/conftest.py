@@ -1,5 +1,7 @@
 """Test configuration: silent broadcasting is an error (most bugs here would be one)."""
 
+import os
+
 import jax
 import pytest
 
@@ -8,6 +10,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 def pytest_addoption(parser):
   parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config):
+  # The generated-input tests (tests/test_generated.py) read this when they are collected:
+  # a few dozen cases per test by default, thousands with --runslow.
+  os.environ["SUPERPOS_JAX_RUNSLOW"] = "1" if config.getoption("--runslow") else ""
 
 
 def pytest_collection_modifyitems(config, items):

@@ -117,15 +117,16 @@ def test_precision_is_recorded_and_checked():
 def test_cpu_flags_only_for_cpu(monkeypatch):
   """--backend gpu/tpu sets no XLA flag; CPU sets host splitting and the YNNPACK flag,
   each only where the running jaxlib knows it."""
-  assert cli.xla_defaults("gpu") == {} and cli.xla_defaults("tpu") == {}
+  from superpos_jax import host
+  assert host.xla_defaults("gpu") == {} and host.xla_defaults("tpu") == {}
   monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
   cli.configure_host("gpu")
   assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"
-  cpu = cli.xla_defaults("cpu")
+  cpu = host.xla_defaults("cpu")
   assert "xla_force_host_platform_device_count" in cpu  # every jaxlib knows it
-  assert not cli.xla_knows("xla_cpu_no_such_flag_anywhere")
-  monkeypatch.setattr(cli, "xla_knows", lambda flag: "ynn" not in flag)
-  assert set(cli.xla_defaults("cpu")) == {"xla_force_host_platform_device_count"}
+  assert not host.xla_knows("xla_cpu_no_such_flag_anywhere")
+  monkeypatch.setattr(host, "xla_knows", lambda flag: "ynn" not in flag)
+  assert set(host.xla_defaults("cpu")) == {"xla_force_host_platform_device_count"}
 
 
 def test_autotune_picks_a_measured_candidate_and_remembers(tmp_path, monkeypatch):
