@@ -34,7 +34,21 @@ from superpos_jax.plan import PRECISIONS
 from superpos_jax.results import SEED_RULES
 from superpos_jax.spec import MAX_AXIS_LENGTH, MAX_INT, RNG_MODES, SpecError, SweepSpec
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def _checkout() -> str | None:
+  """The superpos_jax checkout this package runs from (its pyproject.toml names the
+  project), or None for an installed package."""
+  top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    with open(os.path.join(top, "pyproject.toml")) as f:
+      return top if 'name = "superpos_jax"' in f.read() else None
+  except OSError:
+    return None
+
+
+# Where runs/ and figures/ go by default: the checkout, or, for an installed package
+# (no checkout), the current folder.
+CHECKOUT = _checkout()
+REPO = CHECKOUT or os.getcwd()
 PAPER = "paper"  # the preset whose figures are the committed ones in figures/
 # Exit statuses besides 0, 1 (I/O error) and 2 (bad input).
 EXIT_DIVERGED = 3

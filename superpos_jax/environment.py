@@ -21,8 +21,12 @@ def _version(package: str) -> str | None:
 
 
 def _git_commit() -> str | None:
-  """The checkout's commit, read from `.git` (None outside a git checkout)."""
-  git = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".git")
+  """The checkout's commit, read from `.git` (None for an installed package or outside
+  a git checkout)."""
+  top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if not os.path.exists(os.path.join(top, "pyproject.toml")):
+    return None
+  git = os.path.join(top, ".git")
   try:
     with open(os.path.join(git, "HEAD")) as f:
       head = f.read().strip()
