@@ -226,7 +226,7 @@ def write_report(args: argparse.Namespace, report: dict) -> None:
 
 def main(argv=None) -> None:
   args = parse_args(argv)
-  cli.configure_host(args.backend)  # first: XLA reads its flags when the backend starts
+  cli.configure_host(args.backend, compile_cache=False)  # first: XLA reads its flags when the backend starts; compile times measured, not loaded
   preset = PRESETS[args.preset]
   names = args.workloads or tuple(preset["workloads"])
   unknown = [w for w in names if w not in preset["workloads"]]

@@ -1,7 +1,7 @@
 """What checkpoints cost: the benchmark's three workloads trained in one call, in stages
 with the default checkpoint interval, and in stages with a checkpoint after every stage.
 
-`sweep.run(checkpoint_dir=...)` cuts the training into at most `sweep.MAX_STAGES` stages
+`sweep.run(checkpoint_dir=...)` cuts the training into at most `program.MAX_STAGES` stages
 of log windows and saves the grid's state (orbax) between them when `checkpoint_every`
 seconds have passed. Rows (run time, best of `--repeats` runs each, in one process after
 a first run per way that compiles: the stage programs are cached, so the timed runs
@@ -27,6 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
+from superpos_jax import program
 from superpos_jax import cli  # noqa: E402
 
 from superpos_jax.launch import CHECKPOINT_EVERY as DEFAULT_EVERY  # noqa: E402  the CLI's default
@@ -105,7 +106,7 @@ def main(argv=None) -> None:
                  help="rounds in which the ways take turns; the best of each is kept (default 3)")
   p.add_argument("--out", default=os.path.join(cli.REPO, "runs"))
   args = p.parse_args(argv)
-  cli.configure_host("cpu")
+  cli.configure_host("cpu", compile_cache=False)  # compile times are measured, not loaded
   import benchmark
   import layouts
   from superpos_jax import launch

@@ -183,7 +183,7 @@ def main(argv=None) -> None:
   unknown = [s for s in args.sections if s not in ("agreement", "workloads", "paper")]
   if unknown:
     raise cli.UserError(f"unknown section(s) {', '.join(unknown)}; valid: agreement, workloads, paper")
-  cli.configure_host(args.backend)  # first: CPU flags for a CPU check only
+  cli.configure_host(args.backend, compile_cache=False)  # first: CPU flags for a CPU check only; compile times measured
   from superpos_jax import launch
   launch.prepare_folder(args.out, "--out")
   devices = launch.select_devices(args.backend)

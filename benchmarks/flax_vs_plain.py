@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import benchmark as bm
+from superpos_jax import program
 from superpos_jax import activations, cli, model, plan, sweep
 from superpos_jax.spec import SweepSpec
 
@@ -48,7 +49,7 @@ class FlaxBottleneck(nn.Module):
 def instructions(spec: SweepSpec) -> list[str]:
   """The compiled grid program's instructions, without source locations and names."""
   layout = plan.make_plan(spec, devices=plan.choose_devices(spec, jax.devices()))
-  text = sweep._program(layout).lower(*sweep.program_inputs(spec)).compile().as_text()
+  text = program.grid_program(layout).lower(*sweep.program_inputs(spec)).compile().as_text()
   text = re.sub(r", metadata=\{[^}]*\}|stack_frame_id=\d+|op_name=\"[^\"]*\"", "", text)
   return [l for l in text.splitlines() if " = " in l or l.lstrip().startswith(("ROOT", "ENTRY"))]
 
@@ -59,7 +60,7 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--out", default=os.path.join(cli.REPO, "runs"))
   args = p.parse_args(argv)
-  cli.configure_host("cpu")
+  cli.configure_host("cpu", compile_cache=False)  # compile times are measured, not loaded
   model.register_model("bottleneck_flax", FlaxBottleneck, "the bottleneck as a Flax module",
                        overwrite=True)
   summary = {"steps": args.steps, "repeats": args.repeats, "workloads": {}}

@@ -379,7 +379,7 @@ def machine_info(backend: str) -> dict[str, Any]:
 def _worker() -> int:
   """Measures the job read from stdin and prints its report as one JSON line."""
   job = json.load(sys.stdin)
-  cli.configure_host(job.get("backend", "cpu"))
+  cli.configure_host(job.get("backend", "cpu"), compile_cache=False)  # compile times measured
   job["points"] = None if job.get("points") is None else tuple(job["points"])
   job["report_points"] = tuple(job.get("report_points", ()))
   print(json.dumps(measure(Job(**job))))

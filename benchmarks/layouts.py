@@ -103,7 +103,7 @@ def main(argv=None) -> None:
   p.add_argument("--repeats", type=cli.positive_int, default=3)
   p.add_argument("--out", default=os.path.join(cli.REPO, "runs"))
   args = p.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=False)  # compile times are measured, not loaded
   import benchmark
   from superpos_jax import launch
   launch.prepare_folder(args.out, "--out")

@@ -17,6 +17,7 @@ Tooling outside the package: nothing in `superpos_jax` imports this file.
 """
 
 import argparse
+import ast
 import glob
 import importlib
 import inspect
@@ -247,8 +248,9 @@ API = [
     ("superpos_jax.activations", "get", ()),
     ("superpos_jax.model", "register_model", ()),
     ("superpos_jax.data", "register_data", ()),
-    ("superpos_jax.train", "register_optimizer", ()),
-    ("superpos_jax.cli", "configure_host", ()),
+    ("superpos_jax.optimizers", "register_optimizer", ()),
+    ("superpos_jax.host", "enable_compile_cache", ()),
+    ("superpos_jax.host", "configure_host", ()),
 ]
 
 
@@ -319,6 +321,36 @@ def api() -> str:
   return "\n".join(parts).rstrip("\n")
 
 
+def architecture() -> str:
+  """docs/architecture.md's module table, read from the code: every module of the package
+  with the first sentence of its docstring and the package modules it imports, ordered
+  by layer (a module's layer is one more than the highest layer it imports: leaves are 0)."""
+  sys.path.insert(0, REPO)
+  from superpos_jax import provenance
+  graph = provenance.module_graph()
+  layer = {}
+
+  def depth(m, path=()):
+    if m not in layer:
+      assert m not in path, f"import cycle: {' -> '.join(path + (m,))}"
+      layer[m] = 1 + max((depth(d, path + (m,)) for d in graph[m]), default=-1)
+    return layer[m]
+  rows = []
+  for m in sorted(graph, key=lambda m: (depth(m), m)):
+    rel = m.replace(".", "/")
+    path = os.path.join(REPO, rel + ".py")
+    if not os.path.exists(path):
+      path = os.path.join(REPO, rel, "__init__.py")
+    with open(path) as f:
+      doc = ast.get_docstring(ast.parse(f.read())) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    what = re.split(r"\.\s+(?=[A-Z`(])", first)[0].rstrip(".")  # not "et al. 2022"
+    short = lambda name: name.removeprefix("superpos_jax.")
+    uses = ", ".join(f"`{short(d)}`" for d in sorted(graph[m], key=lambda d: (layer[d], d)))
+    rows.append([str(layer[m]), f"`{short(m)}`", what.replace("|", "\\|"), uses or "—"])
+  return table(["layer", "module", "what", "imports (from this package)"], rows)
+
+
 GENERATORS = {
     "results-table": results_table,
     "reproduction-time": reproduction_time,
@@ -333,6 +365,7 @@ GENERATORS = {
     "init-scale-table": init_scale_table,
     "example-script": verbatim("examples/weight_decay.py", fence="python"),
     "api": api,
+    "architecture": architecture,
 }
 
 def markdown_files() -> list[str]:

@@ -55,7 +55,7 @@ def figure(result):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   result = launch.train_or_load(NAME, cli.spec_from_args(args, PRESETS[args.preset]), args)
   if not args.no_plot:
     def summarize(folder):

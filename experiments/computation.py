@@ -42,7 +42,7 @@ def figures(result, counts, args):
 def run(args, name=NAME, presets=PRESETS):
   """Trains (or loads) `presets[args.preset]` as experiment `name`, then its figures and
   summary (computation_tms.py runs this at TMS's size)."""
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   result = launch.train_or_load(name, cli.spec_from_args(args, presets[args.preset]), args)
   if not args.no_plot:
     data = summary_beyond.computation_summary(result, probes.best_seed_outputs(result))

@@ -47,7 +47,7 @@ def figures(res, args):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   if args.data is not None:
     raise cli.UserError("correlated_features runs both pair families; drop --data")
   res = {data: launch.train_or_load(f"{NAME}-{data}", spec, args)

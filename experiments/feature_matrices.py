@@ -41,7 +41,7 @@ def figures(result, args):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   result = launch.train_or_load(NAME, build_spec(args), args)
   if not args.no_plot:
     launch.save_outputs(args, NAME, result, lambda: figures(result, args))

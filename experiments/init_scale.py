@@ -73,7 +73,7 @@ def figures(n2, n200, n2_long, args):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   specs = build_specs(args)
   n2 = launch.train_or_load(NAME + "-n2", specs["n2"], args)
   n200 = launch.train_or_load(NAME + "-n200", specs["n200"], args)

@@ -42,7 +42,7 @@ def figures(result, args):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   result = launch.train_or_load(NAME, build_spec(args), args)
   if not args.no_plot:
     summarize = lambda folder: summary_beyond.save(

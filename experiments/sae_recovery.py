@@ -102,7 +102,7 @@ def figures(studies, setting):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   from superpos_jax import sae_sweep
   studies, toys = {}, {}
   for study, (toy_spec, sae_spec) in build_specs(args).items():

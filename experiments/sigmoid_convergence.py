@@ -73,7 +73,7 @@ def figures(runs, args):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   runs = {key: launch.train_or_load(f"{NAME}-{key[0]}-{key[1]}", spec, args)
           for key, spec in build_specs(args).items()}
   if args.no_plot:

@@ -68,7 +68,7 @@ def contrast_marks(folder: str) -> dict:
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   spec = cli.spec_from_args(args, PRESETS[args.preset])
   definition = launch.train_or_load(NAME, spec, args)
   coupled = {}

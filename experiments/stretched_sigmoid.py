@@ -62,7 +62,7 @@ def figures(runs, args):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   runs = {part: launch.train_or_load(f"{NAME}-{part}", cli.spec_from_args(args, preset), args)
           for part, preset in PRESETS[args.preset].items()}
   if args.no_plot:

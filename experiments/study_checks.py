@@ -152,7 +152,7 @@ def _phase_section(res_by_name):
 
 def main(argv=None):
   args = PARSER.parse_args(argv)
-  cli.configure_host(args.backend)
+  cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
   register_variants()
   preset = PRESETS[args.preset]
   solu = {k: launch.train_or_load(f"{NAME}-{k}", s, args) for k, s in solu_specs(preset).items()}

@@ -22,7 +22,7 @@ _EXPORTS = {
     "register_activation": ("superpos_jax.activations", "register"),
     "register_model": ("superpos_jax.model", "register_model"),
     "register_data": ("superpos_jax.data", "register_data"),
-    "register_optimizer": ("superpos_jax.train", "register_optimizer"),
+    "register_optimizer": ("superpos_jax.optimizers", "register_optimizer"),
 }
 __all__ = sorted(_EXPORTS)
 

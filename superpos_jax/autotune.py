@@ -29,6 +29,7 @@ from typing import Sequence
 import jax
 
 from superpos_jax import plan as plans
+from superpos_jax import program
 from superpos_jax.host import broadcast
 from superpos_jax.spec import SpecError, SweepSpec, check_spec
 
@@ -109,7 +110,7 @@ def candidates(spec: SweepSpec, devices: Sequence, *, max_memory: int | None = N
   """The layouts to time: the device kind's default first, then half and double its
   chunk and the other seed spanning, each fitting `max_memory` (duplicates dropped)."""
   default = plans.make_plan(spec, devices=devices, max_memory=max_memory, precision=precision)
-  groups, q = plans._groups(spec, default.span_seeds)
+  groups, q = plans.chunk_groups(spec, default.span_seeds)
   out = [default]
   tries = [dict(chunk_size=max(1, default.chunk_size // 2)),
            dict(chunk_size=min(q, 2 * default.chunk_size))]
@@ -134,10 +135,9 @@ def _label(layout: plans.Plan) -> str:
 
 def measure(layout: plans.Plan) -> float:
   """Model-steps/s of `layout`'s layout on `short_spec`, compile and first window excluded."""
-  from superpos_jax import sweep
   short = dataclasses.replace(layout, spec=short_spec(layout.spec), progress=False)
-  compiled, _ = sweep.compile_plan(short)
-  inputs = sweep.program_inputs(short.spec)
+  compiled, _ = program.compile_plan(short)
+  inputs = program.program_inputs(short.spec)
   jax.block_until_ready(compiled(*inputs))
   t0 = time.perf_counter()
   jax.block_until_ready(compiled(*inputs))

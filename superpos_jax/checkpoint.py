@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from superpos_jax import provenance
-from superpos_jax.plan import Plan, _gib
+from superpos_jax.plan import Plan, gib
 from superpos_jax.spec import SpecError
 
 # Checkpoints kept: the latest and the one before it (in case the latest is cut short).
@@ -151,9 +151,9 @@ def state_bytes(plan: Plan) -> int:
   """Bytes of one checkpoint: every point's training state (as the plan's init program
   lays it out, whatever the family and optimiser) and its whole loss history."""
   import jax.numpy as jnp
-  from superpos_jax import sweep
-  stages = sweep.stage_programs(plan, 1, False)
-  like = jax.eval_shape(stages.init, *sweep.program_inputs(plan.spec))
+  from superpos_jax import program  # the program imports nothing of checkpoints
+  stages = program.stage_programs(plan, 1, False)
+  like = jax.eval_shape(stages.init, *program.program_inputs(plan.spec))
   per_slot = sum(int(np.prod(x.shape[2:])) * jnp.dtype(x.dtype).itemsize
                  for x in jax.tree.leaves(like))
   points = plan.first_slots().size
@@ -179,10 +179,10 @@ def check_room(directory: str, plan: Plan) -> None:
   if why:
     raise SpecError(f"checkpoint folder {directory}: {why}")
   if free < need:
-    raise SpecError(f"checkpoint folder {directory} has {_gib(free)} free, its checkpoints need "
-                    f"about {_gib(need)}: free space, choose another folder, or --no-checkpoint")
+    raise SpecError(f"checkpoint folder {directory} has {gib(free)} free, its checkpoints need "
+                    f"about {gib(need)}: free space, choose another folder, or --no-checkpoint")
   raise SpecError(f"checkpoint folder {directory}: another process's folder has too little "
-                  f"room for its checkpoints (about {_gib(need)}): free space or --no-checkpoint")
+                  f"room for its checkpoints (about {gib(need)}): free space or --no-checkpoint")
 
 
 def _manager(directory: str):

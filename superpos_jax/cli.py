@@ -5,7 +5,7 @@ A script's flow is linear and reads top to bottom:
 
     def main(argv=None):
       args = PARSER.parse_args(argv)
-      cli.configure_host(args.backend)          # first: host devices, XLA flags
+      cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)  # first
       result = launch.train_or_load(NAME, build_spec(args), args)
       if not args.no_plot:
         launch.save_outputs(args, NAME, result, figures(result, args))
@@ -213,6 +213,10 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                  "(with --num-processes and --process-id; see README)")
   p.add_run_argument("--num-processes", type=positive_int, help="multi-host: processes in all")
   p.add_run_argument("--process-id", type=int, help="multi-host: this process's index")
+  p.add_run_argument("--no-compile-cache", action="store_true",
+                     help="compile every program afresh instead of loading it from JAX's "
+                          "persistent compilation cache (~/.cache/superpos_jax/compiled, or "
+                          "$SUPERPOS_JAX_COMPILE_CACHE; =off turns it off for every run)")
   p.add_run_argument("--force", action="store_true", help="re-train even if a matching result exists")
   p.add_run_argument("--no-plot", action="store_true", help="only train and save the .npz")
   p.add_run_argument("--quiet", action="store_true", help="no progress display")

@@ -3,7 +3,7 @@
 Like `activations`, each is defined ONCE and registered by name; specs, the CLI's
 `--model` / `--data` choices, result metadata and plots read these registries. The jax
 code of the built-in families registers itself from `model.py`, `data.py` and
-`train.py` (`model.register_model`, `data.register_data`, `train.register_optimizer`
+`optimizers.py` (`model.register_model`, `data.register_data`, `optimizers.register_optimizer`
 are the user-facing ways to add one); this module imports no jax, so a spec can be
 validated and a result read in a process that never imports it.
 
@@ -174,7 +174,7 @@ def add(kind: str, entry, *, overwrite: bool = False):
 def _load_builtins(kind: str) -> None:
   """Imports the module that registers `kind`'s built-ins (jax code), once."""
   module = {"model": "superpos_jax.model", "data": "superpos_jax.data",
-            "optimizer": "superpos_jax.train"}[kind]
+            "optimizer": "superpos_jax.optimizers"}[kind]
   if module not in sys.modules:
     __import__(module)
 
@@ -206,18 +206,3 @@ def entries(spec) -> tuple:
   from superpos_jax import activations  # jax: only where a program is built
   return (tuple(activations.get(a) for a in spec.activations), get("model", spec.model),
           get("data", spec.data), get("optimizer", spec.optimizer))
-
-
-def describe(spec) -> dict[str, Any]:
-  """What a result's metadata says about the definitions it was trained with: every
-  registered entry the spec names, its description, code digest and, for a Flax model,
-  the module's class."""
-  from superpos_jax.provenance import code_digest
-  acts, model, data, opt = entries(spec)
-  entry = lambda e: {"name": e.name, "description": e.description, "digest": code_digest(e),
-                     **({"version": e.version} if e.version is not None else {})}
-  out = {"activations": [entry(a) for a in acts], "model": entry(model), "data": entry(data),
-         "optimizer": entry(opt)}
-  if model.module is not None:
-    out["model"]["flax_module"] = f"{model.module.__module__}.{model.module.__qualname__}"
-  return out

@@ -62,7 +62,7 @@ def xla_defaults(backend: str = "cpu") -> dict[str, str]:
   ~1.5-3x on the 2-core CPU); and XLA CPU's YNNPACK library kept off reductions: with
   several host devices those leaked memory on every execution (a 33,600-model,
   10,000-step phase diagram grew to 24 GB and was killed; with the flag, flat). Dots stay
-  on YNNPACK, and `loss.batch_loss` writes its sums as dots.
+  on YNNPACK, and `loss.family_loss` writes its sums as dots.
   """
   if backend != "cpu":
     return {}
@@ -72,9 +72,10 @@ def xla_defaults(backend: str = "cpu") -> dict[str, str]:
   return {flag: value for flag, value in flags.items() if xla_knows(flag)}
 
 
-def configure_host(backend: str = "cpu") -> None:
+def configure_host(backend: str = "cpu", compile_cache: bool = True) -> None:
   """Sets the XLA flags of `xla_defaults(backend)` (a flag already in XLA_FLAGS is left
-  as set): host device splitting and YNNPACK settings for CPU runs, nothing otherwise.
+  as set): host device splitting and YNNPACK settings for CPU runs, nothing otherwise;
+  and turns on JAX's persistent compilation cache (`enable_compile_cache`).
 
   Call it first, before anything touches a JAX device: XLA reads its flags when the
   backend starts, and ignores later changes (then the run simply uses the devices it has).
@@ -82,6 +83,50 @@ def configure_host(backend: str = "cpu") -> None:
   for flag, value in xla_defaults(backend).items():
     if flag not in os.environ.get("XLA_FLAGS", ""):
       os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{flag}={value}".strip()
+  if compile_cache:
+    enable_compile_cache()
+
+
+# The persistent compilation cache's size at most (JAX evicts the least recently used).
+COMPILE_CACHE_BYTES = 2 * 2**30
+
+
+def compile_cache_dir() -> str | None:
+  """Where compiled programs are kept between processes: `$SUPERPOS_JAX_COMPILE_CACHE`
+  (`off` or `0`: nowhere), else `compiled/` in the user cache folder
+  (`$SUPERPOS_JAX_CACHE`, default ~/.cache/superpos_jax)."""
+  given = os.environ.get("SUPERPOS_JAX_COMPILE_CACHE")
+  if given is not None:
+    return None if given.strip().lower() in ("", "0", "off", "no", "false") else given
+  base = os.environ.get("SUPERPOS_JAX_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "superpos_jax")
+  return os.path.join(base, "compiled")
+
+
+def enable_compile_cache(folder: str | None = None) -> str | None:
+  """Turns on JAX's persistent compilation cache in `folder` (default
+  `compile_cache_dir()`), so a rerun, a test's subprocess or a restarted notebook loads
+  the compiled program instead of compiling it again. Keyed as JAX keys it: the
+  program's own text (callbacks' addresses included, so programs with a progress
+  callback are not shared between processes), the devices, XLA's flags and jax's
+  version, so a changed program never meets another's executable. Returns the folder
+  (None: the cache stays off). A folder that cannot be made leaves it off."""
+  folder = folder or compile_cache_dir()
+  if not folder:
+    return None
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError:
+    return None
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache
+  if jax.config.jax_compilation_cache_dir != folder:
+    jax.config.update("jax_compilation_cache_dir", folder)
+    compilation_cache.reset_cache()  # opened again, in the new folder, at the next compile
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_BYTES)
+  return folder
 
 
 # How long a non-zero process tries to reach the coordinator before giving up: process 0

@@ -148,42 +148,12 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
                    getattr(args, "heartbeat_timeout", None), say=lambda m: log(args, m))
   precision = getattr(args, "matmul_precision", "float32")
   path = cache.path_for(args.out, name, args.backend, spec, precision)
-  res, why = (None, None) if args.force else cache.load(path, spec, precision)
-  if not agreed(res is not None, "all"):
-    res, why = None, why or ("another process has no cached result" if res is not None else None)
+  res = _reuse(name, spec, args, path, precision)
   if res is not None:
-    log(args, f"[{name}] reusing {os.path.relpath(path)} (same spec and engine code; --force to re-train)")
-    if os.path.isdir(checkpoint_dir(path)):  # left by a run killed after saving its result
-      from superpos_jax import checkpoint
-      checkpoint.remove(checkpoint_dir(path))
-    report_divergence(name, res, path)
     return res
-  if why:
-    print(f"warning: {why}; training again", file=sys.stderr)
-  from superpos_jax import plan
-  devices = plan.choose_devices(spec, select_devices(args.backend))
-  budget = max(1, int(args.max_memory * 2**30)) if args.max_memory else default_memory_budget(devices)
-  if budget is not None:
-    budget = agreed(budget, "min", unit=1024)
-  progress = None if not args.quiet else False
-  chunk = getattr(args, "chunk_size", None)
-  if chunk == "auto":
-    log(args, f"[{name}] timing candidate layouts (--chunk-size auto)")
-  checkpoints = checkpoint_dir(path) if wants_checkpoints(spec, args) else None
-  layout = None
-  if checkpoints and chunk in (None, "auto"):  # the layout the run started with, if any
-    layout = sweep.resume_layout(spec, checkpoints, devices, max_memory=budget,
-                                 precision=precision)
-  if layout is None:
-    layout = sweep.layout_for(spec, chunk_size=chunk, max_memory=budget, devices=devices,
-                              matmul_precision=precision)  # a grid too big fails here, first
-  if checkpoints:
-    from superpos_jax import checkpoint
-    checkpoint.check_room(checkpoints, layout)  # a folder too small fails here, too
-  log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "
-            f"on {len(devices)} {args.backend} device(s), chunks of {layout.chunk_size}, "
-            f"{precision} matmuls, memory budget {plan._gib(budget) if budget else 'none'}")
-  res = sweep.run(spec, plan=layout, progress=progress, checkpoint_dir=checkpoints,
+  layout, checkpoints = _layout(name, spec, args, path, precision)
+  res = sweep.run(spec, plan=layout, progress=None if not args.quiet else False,
+                  checkpoint_dir=checkpoints,
                   checkpoint_every=(CHECKPOINT_EVERY if getattr(args, "checkpoint_every", None) is None
                                     else args.checkpoint_every))
   if jax.process_index() != 0:  # every process holds the whole result; one writes it
@@ -197,6 +167,55 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
   log(args, f"[{name}] {results.summary(res)}; wrote {os.path.relpath(path)}")
   report_divergence(name, res, path)
   return res
+
+
+def _reuse(name: str, spec: SweepSpec, args: argparse.Namespace, path: str,
+           precision: str) -> results.SweepResult | None:
+  """The cached result at `path` if it is this run's and every process has it (unless
+  --force); its leftover checkpoints are removed. Says why a file there is not reused."""
+  res, why = (None, None) if args.force else cache.load(path, spec, precision)
+  if not agreed(res is not None, "all"):
+    res, why = None, why or ("another process has no cached result" if res is not None else None)
+  if res is None:
+    if why:
+      print(f"warning: {why}; training again", file=sys.stderr)
+    return None
+  log(args, f"[{name}] reusing {os.path.relpath(path)} (same spec and engine code; --force to re-train)")
+  if os.path.isdir(checkpoint_dir(path)):  # left by a run killed after saving its result
+    from superpos_jax import checkpoint
+    checkpoint.remove(checkpoint_dir(path))
+  report_divergence(name, res, path)
+  return res
+
+
+def _layout(name: str, spec: SweepSpec, args: argparse.Namespace, path: str, precision: str):
+  """`(plan, checkpoint folder or None)` of a CLI run, checked before training: the
+  devices, the memory budget (agreed by every process), the layout (the one its
+  checkpoints were written with, where it can run here; else `--chunk-size`'s or the
+  device kind's) and the checkpoint folder's room."""
+  from superpos_jax import plan, sweep
+  devices = plan.choose_devices(spec, select_devices(args.backend))
+  budget = max(1, int(args.max_memory * 2**30)) if args.max_memory else default_memory_budget(devices)
+  if budget is not None:
+    budget = agreed(budget, "min", unit=1024)
+  chunk = getattr(args, "chunk_size", None)
+  checkpoints = checkpoint_dir(path) if wants_checkpoints(spec, args) else None
+  layout = None
+  if checkpoints and chunk in (None, "auto"):
+    layout = sweep.resume_layout(spec, checkpoints, devices, max_memory=budget,
+                                 precision=precision)
+  if layout is None:
+    if chunk == "auto":
+      log(args, f"[{name}] timing candidate layouts (--chunk-size auto)")
+    layout = sweep.layout_for(spec, chunk_size=chunk, max_memory=budget, devices=devices,
+                              matmul_precision=precision)  # a grid too big fails here, first
+  if checkpoints:
+    from superpos_jax import checkpoint
+    checkpoint.check_room(checkpoints, layout)  # a folder too small fails here, too
+  log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "
+            f"on {len(devices)} {args.backend} device(s), chunks of {layout.chunk_size}, "
+            f"{precision} matmuls, memory budget {plan.gib(budget) if budget else 'none'}")
+  return layout, checkpoints
 
 
 def save_figures(args: argparse.Namespace, name: str, figures: dict[str, Any],

@@ -8,7 +8,7 @@
 A family is `apply(params, xs [n, B], act) -> [n, B]` with the batch as the minor axis
 (the engine's hot path), its target, input sign, init and parameter names
 (`families.ModelFamily`); the one-example form (`ModelFamily.forward`), the loss
-(`loss.model_batch_loss`) and the metrics' input (`W`) are derived from it.
+(`loss.family_loss`) and the metrics' input (`W`) are derived from it.
 `register_model` adds one, as plain functions or as a `flax.linen.Module` class
 (`flax_example.py` is one; README, "Using it", registers another in a few lines). The
 built-ins stay plain functions: no Flax in the hot path's tracing (see README for the

@@ -130,7 +130,7 @@ def spans_seeds(spec: SweepSpec, platform: str = "cpu") -> bool:
   return platform != "cpu" or _points_per_seed(spec) < _cache_chunk(spec)
 
 
-def _groups(spec: SweepSpec, span_seeds: bool) -> tuple[int, int]:
+def chunk_groups(spec: SweepSpec, span_seeds: bool) -> tuple[int, int]:
   """`(groups, points per group)` that chunks are cut from, per activation: one group per
   seed with shared random numbers (a chunk draws for one seed) unless chunks span seeds,
   else one group."""
@@ -139,7 +139,7 @@ def _groups(spec: SweepSpec, span_seeds: bool) -> tuple[int, int]:
   return (1, spec.num_models // len(spec.activations))
 
 
-def _gib(nbytes: float) -> str:
+def gib(nbytes: float) -> str:
   """A byte count in the largest unit that keeps it >= 1 (`"512 B"`, `"1.50 GiB"`)."""
   for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
     if abs(nbytes) >= size:
@@ -187,7 +187,7 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
   """
   if span_seeds is None:
     span_seeds = spans_seeds(spec, platform)
-  groups, q = _groups(spec, span_seeds)
+  groups, q = chunk_groups(spec, span_seeds)
   share = -(-groups * q // devices)  # every device gets work
   target = min(q, share) if platform != "cpu" else min(_cache_chunk(spec), q, share)
   estimate = lambda c: estimate_memory(spec, c, devices=devices, platform=platform,
@@ -197,8 +197,8 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
       target //= 2
     if estimate(target) > max_memory:
       raise SpecError(
-          f"the grid needs about {_gib(estimate(1))} even one model "
-          f"at a time, over the {_gib(max_memory)} memory budget: shrink the grid or batch, "
+          f"the grid needs about {gib(estimate(1))} even one model "
+          f"at a time, over the {gib(max_memory)} memory budget: shrink the grid or batch, "
           f"or raise the budget (--max-memory, in GiB)")
   # k chunks per group, chunks at most halved from the target: fewest padded slots.
   k0 = -(-q // target)
@@ -263,7 +263,7 @@ class Plan:
   @property
   def n_chunks(self) -> int:
     """Chunks per activation, padded to a whole number per device."""
-    groups, q = _groups(self.spec, self.span_seeds)
+    groups, q = chunk_groups(self.spec, self.span_seeds)
     chunks = groups * -(-q // self.chunk_size)
     return -(-chunks // len(self.devices)) * len(self.devices)
 
@@ -296,7 +296,7 @@ class Plan:
   def chunk_index(self) -> np.ndarray:
     """`[n_chunks, chunk_size]` flat point index (into seeds x points of a seed) of every
     chunk slot; pad slots repeat the last point."""
-    groups, q = _groups(self.spec, self.span_seeds)
+    groups, q = chunk_groups(self.spec, self.span_seeds)
     C = self.chunk_size
     per_group = -(-q // C)
     if groups > 1:
@@ -382,6 +382,6 @@ def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = No
   layout = Plan(spec, int(chunk_size), devices, bool(progress), DRAW_BLOCK_BYTES, span_seeds,
                 precision)
   if max_memory is not None and layout.estimated_bytes > max_memory:
-    raise SpecError(f"chunk_size={chunk_size} needs about {_gib(layout.estimated_bytes)}, "
-                    f"over the {_gib(max_memory)} budget")
+    raise SpecError(f"chunk_size={chunk_size} needs about {gib(layout.estimated_bytes)}, "
+                    f"over the {gib(max_memory)} budget")
   return layout

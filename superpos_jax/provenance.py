@@ -77,6 +77,21 @@ def _module_path(module: str) -> str | None:
   return None
 
 
+def module_graph() -> dict[str, set[str]]:
+  """Every module of the package (`superpos_jax.x`, subpackages included) -> the modules
+  of the package it imports, anywhere in it (imports inside functions too)."""
+  graph = {}
+  for root, _, files in os.walk(_folder()):
+    for name in sorted(files):
+      if not name.endswith(".py"):
+        continue
+      rel = os.path.relpath(os.path.join(root, name), _folder())[:-3].replace(os.sep, ".")
+      module = PACKAGE if rel == "__init__" else f"{PACKAGE}.{rel.removesuffix('.__init__')}"
+      graph[module] = {m for m in _imports(os.path.join(root, name)) if _module_path(m)}
+      graph[module].discard(module)
+  return graph
+
+
 def engine_modules(root: str = ENGINE_ROOT) -> tuple[str, ...]:
   """The modules of the engine: `root` and everything it imports from this package,
   transitively (imports inside functions included), as relative file paths."""
@@ -339,3 +354,18 @@ def _at(value: Any, path: str) -> Any:
   for k in path.split("."):
     value = value.get(k) if isinstance(value, dict) else None
   return value
+
+
+def describe(spec) -> dict[str, Any]:
+  """What a result's metadata says about the definitions it was trained with: every
+  registered entry the spec names, its description, code digest and, for a Flax model,
+  the module's class."""
+  from superpos_jax import families
+  acts, model, data, opt = families.entries(spec)
+  entry = lambda e: {"name": e.name, "description": e.description, "digest": code_digest(e),
+                     **({"version": e.version} if e.version is not None else {})}
+  out = {"activations": [entry(a) for a in acts], "model": entry(model), "data": entry(data),
+         "optimizer": entry(opt)}
+  if model.module is not None:
+    out["model"]["flax_module"] = f"{model.module.__module__}.{model.module.__qualname__}"
+  return out

@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from superpos_jax.spec import MAX_INT, SpecError, _as_tuple
+from superpos_jax.spec import MAX_INT, SpecError, as_tuple
 
 # The SAE grid axes, after the toy model's `spec.AXES`, in every SAE result array.
 SAE_AXES = ("dict_multiple", "l1", "sae_seed")
@@ -48,9 +48,9 @@ class SAESpec:
   eval_size: int = 16_384
 
   def __post_init__(self):
-    object.__setattr__(self, "dict_multiples", _as_tuple("dict_multiples", self.dict_multiples, int))
-    object.__setattr__(self, "l1s", _as_tuple("l1s", self.l1s, float))
-    object.__setattr__(self, "sae_seeds", _as_tuple("sae_seeds", self.sae_seeds, int))
+    object.__setattr__(self, "dict_multiples", as_tuple("dict_multiples", self.dict_multiples, int))
+    object.__setattr__(self, "l1s", as_tuple("l1s", self.l1s, float))
+    object.__setattr__(self, "sae_seeds", as_tuple("sae_seeds", self.sae_seeds, int))
     object.__setattr__(self, "lr", float(self.lr))
     for f in ("steps", "batch_size", "log_every", "eval_size"):
       v = getattr(self, f)

@@ -78,7 +78,7 @@ _FLOAT_AXES = (("densities", "density"), ("importances", "importance"), ("lrs", 
                ("weight_decays", "weight decay"), ("init_scales", "init scale"))
 
 
-def _as_tuple(field: str, values: Any, cast) -> tuple:
+def as_tuple(field: str, values: Any, cast) -> tuple:
   """`values` (any sized iterable, not a string) as a tuple of `cast(v)`, or a SpecError.
 
   The length is checked before the tuple is built, so `range(3_000_000_000)` fails at once
@@ -150,7 +150,7 @@ class SweepSpec:
     data: a registered data family ("independent", "correlated", "anticorrelated"
       pairs, or one added with `data.register_data`), static.
     optimizer: a registered optimiser ("adamw", PyTorch's defaults; or one added with
-      `train.register_optimizer`): a factory of the swept lr and weight decay.
+      `optimizers.register_optimizer`): a factory of the swept lr and weight decay.
     init_instances: instance count for the "notebook" init's std.
     log_every: steps per loss-history window.
     eval_size: examples in the fixed evaluation set (used to pick the best seed).
@@ -213,10 +213,10 @@ class SweepSpec:
     # Accept lists from callers, store tuples so the spec stays hashable.
     for f, cast in (("activations", str), *((f, float) for f, _ in _FLOAT_AXES),
                     ("seeds", operator.index)):
-      object.__setattr__(self, f, _as_tuple(f, getattr(self, f), cast))
+      object.__setattr__(self, f, as_tuple(f, getattr(self, f), cast))
     if self.importance_vectors is not None:
-      vecs = _as_tuple("importance_vectors", self.importance_vectors,
-                       lambda v: _as_tuple("each importance vector", v, float))
+      vecs = as_tuple("importance_vectors", self.importance_vectors,
+                       lambda v: as_tuple("each importance vector", v, float))
       object.__setattr__(self, "importance_vectors", vecs)
     self.validate()
 

@@ -18,7 +18,7 @@ One model's training:
      shared by several models (not batched under vmap) gives them common random numbers,
      drawn once for all of them.
   3. step: the importance-weighted loss of the model family (`loss.family_loss`) and
-     one update of the spec's optimiser (`register_optimizer`; by default AdamW with
+     one update of the spec's optimiser (`optimizers.py`; by default AdamW with
      PyTorch's defaults, decoupled decay on W and b alike).
   4. loop: `lax.scan` over log windows of `log_every` steps, each the mean training loss of
      its steps; uniforms are drawn for a block of steps at once (the same numbers as step
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from superpos_jax import activations, data, families
+from superpos_jax import data, families
 from superpos_jax.activations import Activation
 from superpos_jax.loss import columns, family_loss
 from superpos_jax.model import Params, init_params, named_params
@@ -63,38 +63,6 @@ class TrainOutput(NamedTuple):
   # Every other final parameter by name (`model.named_params`): "W2" [n, m] of "abs", a
   # Flax family's own ("c", "LayerNorm_0.scale", ...); empty for the tied built-ins.
   extra: dict[str, jax.Array] = {}
-
-
-def optimizer(lr: jax.Array, weight_decay: jax.Array) -> optax.GradientTransformation:
-  """AdamW with PyTorch's defaults (betas 0.9/0.999, eps 1e-8); the decay applies to W and
-  b alike, as `torch.optim.AdamW` does when given all parameters. Both hyperparameters may
-  be arrays, so sweeping them needs no recompilation."""
-  return optax.adamw(learning_rate=lr, weight_decay=weight_decay)
-
-
-def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
-                       description: str, *, version: str | None = None,
-                       overwrite: bool = False) -> families.Optimizer:
-  """Adds an optimiser; `SweepSpec(optimizer=name)` then trains with it.
-
-  Args:
-    factory: `factory(lr, weight_decay) -> optax.GradientTransformation` of the two
-      swept hyperparameters (arrays under vmap: a new value needs no recompilation),
-      e.g. `lambda lr, wd: optax.chain(optax.clip_by_global_norm(1.0),
-      optax.adamw(lr, weight_decay=wd))`.
-    version: a label of what the code digest cannot see; changing it changes the
-      identity of results trained with the optimiser.
-    overwrite: replace an optimiser of the same name (never reusing a program or a
-      cached result of the old one).
-  """
-  if not callable(factory):
-    raise families.RegistryError(f"optimizer {name!r}: expected a factory, got {factory!r}")
-  return families.add("optimizer", families.Optimizer(name, description, factory, version),
-                      overwrite=overwrite)
-
-
-register_optimizer("adamw", optimizer,
-                   "AdamW, PyTorch's defaults (betas 0.9/0.999, eps 1e-8, decoupled decay)")
 
 
 def block_steps(length: int, step_bytes: int, block_bytes: int = DRAW_BLOCK_BYTES) -> int:
@@ -312,7 +280,7 @@ def make_train(spec: SweepSpec, act: Activation, *,
 
   def step(state: TrainState, u, density, importance, lr, weight_decay):
     """Steps 2-3: the batch of uniforms `u [n, B]` (`data.features`), one optimiser update."""
-    x = batch(u, density)  # [n, B]: batch minor, see loss.batch_loss
+    x = batch(u, density)  # [n, B]: batch minor, see loss.family_loss
     loss, grads = jax.value_and_grad(loss_of)(state.params, x, importance)
     updates, opt_state = optimizer(lr, weight_decay).update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state), loss

@@ -13,6 +13,12 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+  # One persistent compilation cache for the session, shared by the tests' subprocesses
+  # (each CLI run would otherwise compile the same quick programs again), never the
+  # user's own cache folder.
+  if "SUPERPOS_JAX_COMPILE_CACHE" not in os.environ:
+    import tempfile
+    os.environ["SUPERPOS_JAX_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="superpos_jax-compiled-")
   # The generated-input tests (tests/test_generated.py) read this when they are collected:
   # a few dozen cases per test by default, thousands with --runslow.
   os.environ["SUPERPOS_JAX_RUNSLOW"] = "1" if config.getoption("--runslow") else ""

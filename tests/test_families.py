@@ -17,6 +17,7 @@ import optax
 import pytest
 
 import superpos_jax as sj
+from superpos_jax import optimizers
 from superpos_jax import activations, cache, cli, data, families, flax_example, loss, model
 from superpos_jax import plotting, results, spec as spec_module, sweep, train
 from superpos_jax.spec import SpecError, SweepSpec
@@ -141,7 +142,7 @@ def test_flax_family_loss_and_gradient(layernorm, act_name):
     return sum(jnp.sum(importance * (xs[:, j] - o) ** 2) for j, o in enumerate(outs)) / B
 
   engine = jax.jit(jax.value_and_grad(
-      lambda p: loss.model_batch_loss("layernorm", p, xs, importance, act)))
+      lambda p: loss.family_loss(families.get("model", "layernorm"), p, xs, importance, act)))
   chex.assert_trees_all_close(engine(params), jax.value_and_grad(reference)(params),
                               rtol=1e-5, atol=1e-5)
 
@@ -204,7 +205,7 @@ def test_bad_data_family_and_names_registered_twice():
     sweep.run(_spec(data="bad"), progress=False)
   for register in (lambda: model.register_model("bottleneck", model.bottleneck, "again"),
                    lambda: data.register_data("independent", data.independent, "again"),
-                   lambda: train.register_optimizer("adamw", train.optimizer, "again")):
+                   lambda: optimizers.register_optimizer("adamw", optimizers.adamw, "again")):
     with pytest.raises(families.RegistryError, match="'(bottleneck|independent|adamw)' is "
                                                      "already registered"):
       register()
@@ -213,9 +214,9 @@ def test_bad_data_family_and_names_registered_twice():
 def test_optimizer_is_an_argument():
   """AdamW stays the default (a copy of it gives the same bits); another factory of the
   swept lr and weight decay trains differently, and an lr axis of it needs one program."""
-  train.register_optimizer("adamw_copy", lambda lr, wd: optax.adamw(lr, weight_decay=wd),
+  optimizers.register_optimizer("adamw_copy", lambda lr, wd: optax.adamw(lr, weight_decay=wd),
                            "AdamW again", overwrite=True)
-  train.register_optimizer("sgd", lambda lr, wd: optax.chain(
+  optimizers.register_optimizer("sgd", lambda lr, wd: optax.chain(
       optax.add_decayed_weights(wd), optax.sgd(lr)), "SGD with weight decay", overwrite=True)
   assert _spec().optimizer == "adamw"
   default, copy = (sweep.run(_spec(**kw), progress=False) for kw in ({}, dict(optimizer="adamw_copy")))
@@ -251,7 +252,7 @@ def test_the_package_exports():
   assert (sj.load, sj.save) == (results.load, results.save)
   assert sj.register_model is model.register_model and sj.register_data is data.register_data
   assert sj.register_activation is activations.register
-  assert sj.register_optimizer is train.register_optimizer
+  assert sj.register_optimizer is optimizers.register_optimizer
   with pytest.raises(AttributeError):
     sj.nothing_here  # noqa: B018
 

@@ -8,11 +8,9 @@ spec fields, registry calls and result files, 2,000 layouts files, 500 flag sets
 experiment and 300 trained grids (tens of thousands in all).
 """
 
-import dataclasses
 import importlib.util
 import io
 import json
-import math
 import os
 import sys
 import zipfile
@@ -23,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from superpos_jax import optimizers
 from superpos_jax import activations, autotune, cli, data, families, model, results, sweep, train
 from superpos_jax import plan as plans
 from superpos_jax.spec import SpecError, SweepSpec
@@ -227,7 +226,7 @@ def test_generated_registry_calls_register_or_fail_in_one_line(kind, name, fn, d
   kw = {k: v for k, v in options.items() if k in allowed}
   kw["overwrite"] = kw.get("overwrite", True) if isinstance(name, str) and name.startswith("probe") else False
   register = {"activation": activations.register, "model": model.register_model,
-              "data": data.register_data, "optimizer": train.register_optimizer}[kind]
+              "data": data.register_data, "optimizer": optimizers.register_optimizer}[kind]
   registry = activations._REGISTRY if kind == "activation" else families._KINDS[kind]
   before = dict(registry)
   try:

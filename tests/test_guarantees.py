@@ -17,8 +17,9 @@ import numpy as np
 import optax
 import pytest
 
+from superpos_jax import optimizers
 from superpos_jax import activations, autotune, cli, families, model, provenance, results
-from superpos_jax import sweep, train
+from superpos_jax import sweep
 from superpos_jax.spec import SpecError, SweepSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,7 +37,7 @@ def test_optimizer_state_holds_each_points_hyperparameters():
   """Was a bug: the state was initialised with lr = 1, weight decay = 0, so an optimiser
   that keeps its hyperparameters in its state (`optax.inject_hyperparams`) trained every
   point at lr 1. Now a grid of two lrs under it equals plain AdamW at each lr."""
-  train.register_optimizer(
+  optimizers.register_optimizer(
       "injected", lambda lr, wd: optax.inject_hyperparams(optax.adamw)(
           learning_rate=lr, weight_decay=wd), "adamw, hyperparameters in its state",
       overwrite=True)

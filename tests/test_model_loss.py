@@ -10,7 +10,7 @@ import pytest
 from absl.testing import parameterized
 
 from superpos_jax import activations, inits, model
-from superpos_jax.loss import example_loss, loss_fn
+from tests.reference import example_loss, loss_fn
 from superpos_jax.model import Params
 
 N, M, KEYS = 200, 20, 100  # 400k weights

@@ -62,9 +62,9 @@ def test_memory_budget_error_prints_sensible_sizes():
     plan.make_plan(spec, devices=jax.devices()[:1], max_memory=1000)
   one = plan.estimate_memory(spec, 1)  # calibrated against XLA's buffer assignment: ~78 MiB
   assert 50 * 2**20 < one < 120 * 2**20
-  assert f"about {plan._gib(one)}" in str(e.value) and "MiB" in plan._gib(one)
+  assert f"about {plan.gib(one)}" in str(e.value) and "MiB" in plan.gib(one)
   assert "1000 B memory budget" in str(e.value)
-  assert plan._gib(3 * 2**30) == "3.00 GiB" and plan._gib(0) == "0 B"
+  assert plan.gib(3 * 2**30) == "3.00 GiB" and plan.gib(0) == "0 B"
 
 
 def _good_file(tmp_path):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from superpos_jax import program
 from superpos_jax import activations, metrics, plan, results, sweep, train
 from superpos_jax.spec import SpecError, SweepSpec
 
@@ -284,26 +285,31 @@ LINEAR = dict(n=5, m=5, activations=("linear",), importance_kind="uniform", impo
 
 
 class CompileEvents:
-  """Counts JAX's own monitoring events: traces to a jaxpr and backend compiles."""
+  """Counts JAX's own monitoring events: traces to a jaxpr and backend compiles (a
+  program loaded from the persistent compilation cache counts as compiled)."""
 
   TRACE = "/jax/core/compile/jaxpr_trace_duration"
   COMPILE = "/jax/core/compile/backend_compile_duration"
+  CACHE_HIT = "/jax/compilation_cache/cache_hits"
 
   def __init__(self):
     self.events = []
 
   def __enter__(self):
     jax.monitoring.register_event_duration_secs_listener(self._listen)
+    jax.monitoring.register_event_listener(self._listen)
     return self
 
   def __exit__(self, *exc):
     jax.monitoring.unregister_event_duration_listener(self._listen)
+    jax.monitoring.unregister_event_listener(self._listen)
 
-  def _listen(self, event, duration, **kw):
+  def _listen(self, event, *args, **kw):
     self.events.append(event)
 
   def count(self, event):
-    return self.events.count(event)
+    hits = self.events.count(self.CACHE_HIT) if event == self.COMPILE else 0
+    return self.events.count(event) + hits
 
 
 @pytest.fixture(scope="module")
@@ -340,9 +346,9 @@ def test_two_static_configs_in_one_process():
     spec = SweepSpec(n=3, m=m, activations=("relu",), steps=3, **TINY)
     layout = plan.make_plan(spec, devices=jax.devices(), chunk_size=1)
     with CompileEvents() as first:
-      sweep._program(layout).lower(*sweep.program_inputs(spec))
+      program.grid_program(layout).lower(*sweep.program_inputs(spec))
     with CompileEvents() as again:
-      sweep._program(layout).lower(*sweep.program_inputs(spec))
+      program.grid_program(layout).lower(*sweep.program_inputs(spec))
     assert first.count(first.TRACE) >= 1 and again.count(again.TRACE) == 0
 
 
@@ -385,11 +391,11 @@ def test_evicted_program_can_be_rebuilt(monkeypatch):
 
   The cache is shrunk to one entry so that eviction happens after two configs, not 33.
   """
-  monkeypatch.setattr(sweep, "_program", functools.lru_cache(maxsize=1)(sweep._program.__wrapped__))
+  monkeypatch.setattr(program, "grid_program", functools.lru_cache(maxsize=1)(program.grid_program.__wrapped__))
   specs = [SweepSpec(n=3, m=m, activations=("relu",), steps=2, **TINY) for m in (1, 2, 1)]
   for spec in specs:
     layout = plan.make_plan(spec, devices=jax.devices(), chunk_size=1)
-    sweep._program(layout).lower(*sweep.program_inputs(spec))
+    program.grid_program(layout).lower(*sweep.program_inputs(spec))
 
 
 def test_per_point_keys_obey_rank_promotion_raise():
@@ -400,7 +406,7 @@ def test_per_point_keys_obey_rank_promotion_raise():
   spec = SweepSpec(n=4, m=3, activations=("relu",), importances=(0.7, 0.9), steps=3,
                    rng="per_point", **TINY)
   with jax.numpy_rank_promotion("raise"):
-    sweep._program(plan.make_plan(spec, devices=jax.devices(), chunk_size=2)).lower(
+    program.grid_program(plan.make_plan(spec, devices=jax.devices(), chunk_size=2)).lower(
         *sweep.program_inputs(spec))
 
 
@@ -491,7 +497,7 @@ def test_optimiser_axes_share_a_start(rng):
   spec = SweepSpec(n=3, m=2, activations=("relu",), densities=(1.0, 0.5), lrs=(1e-3, 1e-2),
                    weight_decays=(0.0, 0.01), init_scales=(1.0, 3.0), seeds=(0, 1), steps=2,
                    rng=rng, **TINY)
-  S, D, I, L, WD, AL = sweep._point_grid(spec)
+  S, D, I, L, WD, AL = program.point_grid(spec)
   keys = np.asarray(jax.random.key_data(sweep.point_keys(spec, *sweep.program_inputs(spec))))
   keys = keys.reshape((S, D, I, L * WD * AL) + keys.shape[1:])
   np.testing.assert_array_equal(keys, np.broadcast_to(keys[:, :, :, :1], keys.shape))
