@@ -148,6 +148,7 @@ class ArgumentParser(argparse.ArgumentParser):
     self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+# long: one flat list of the flags every experiment takes, each with its help
 def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentParser:
   """Parser with the flags every training experiment takes; `doc` is the script's docstring."""
   p = ArgumentParser(description=doc,

@@ -149,6 +149,7 @@ def _user(module: str) -> bool:
   return module.split(".")[0] not in _LIBRARIES
 
 
+# long: one dispatch over the kinds of object a definition can hold, read top to bottom
 def _digest_into(h, obj, seen: dict) -> None:
   """Feeds what decides `obj`'s numbers into hash `h`: a function's bytecode, constants,
   defaults, closed-over values, the globals it reads (and, through a module it reads,

@@ -220,6 +220,7 @@ class SweepSpec:
       object.__setattr__(self, "importance_vectors", vecs)
     self.validate()
 
+  # long: one check per field, in field order, each a line
   def validate(self) -> None:
     """Raises `SpecError` naming the first invalid field."""
     def need(ok, msg):

@@ -152,6 +152,7 @@ def _by_superposition(counts: np.ndarray, frac: np.ndarray) -> list[dict[str, An
   return out
 
 
+# long: one summary dictionary, field by field
 def study_summary(result: SAEResult, headline: tuple[int, float]) -> dict[str, Any]:
   """The summary of one toy study's SAE stage (see the module docstring).
 

@@ -159,6 +159,7 @@ def check_families(spec: SweepSpec) -> None:
                       f"activation {act.name!r} (seed 0, density {spec.densities[0]:g})")
 
 
+# long: the structural checks of a family, one after another, each with its own message
 @functools.lru_cache(maxsize=64)
 def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, instances: int):
   """The structural checks of `check_families` (raise), then its jitted finite check
@@ -241,6 +242,7 @@ class Trainer(NamedTuple):
   train: Callable[..., TrainOutput]
 
 
+# long: the closures of one model's training, kept together so they read top to bottom
 def make_train(spec: SweepSpec, act: Activation, *,
                on_window: Callable[[jax.Array], None] | None = None,
                draw_block_bytes: int = DRAW_BLOCK_BYTES) -> Trainer:
