@@ -43,7 +43,7 @@ import layouts
 import profiler
 import report as tables
 from superpos_jax import activations, cli, launch, results
-from superpos_jax.spec import SweepSpec
+from superpos_jax.spec import STUDY_ACTIVATIONS, SweepSpec
 
 NAME = "benchmark"
 COMMON = dict(batch_size=1024, eval_size=1024, lrs=(1e-3,))
@@ -55,7 +55,7 @@ N200 = dict(n=200, m=20, densities=tuple(20.0 ** -np.linspace(0, 1, 20)),
             importance_kind="uniform", importances=(1.0,), seeds=(0,))
 PRESETS = {
     "full": dict(
-        activations=activations.STUDY,
+        activations=STUDY_ACTIVATIONS,
         workloads={"n2": dict(N2, steps=2000, log_every=100),
                    "n10": dict(N10, steps=2000, log_every=100),
                    "n200": dict(N200, steps=200, log_every=50)},

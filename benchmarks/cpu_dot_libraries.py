@@ -43,9 +43,9 @@ import jax
 sys.path.insert(0, sys.argv[3])
 from benchmark import COMMON, N200  # the benchmark's n=200 workload
 from superpos_jax import activations, plan, sweep
-from superpos_jax.spec import SweepSpec
+from superpos_jax.spec import STUDY_ACTIVATIONS, SweepSpec
 steps, devices = int(sys.argv[1]), int(sys.argv[2])
-spec = SweepSpec(**N200, **COMMON, activations=activations.STUDY, steps=steps,
+spec = SweepSpec(**N200, **COMMON, activations=STUDY_ACTIVATIONS, steps=steps,
                  log_every=min(50, steps))
 layout = plan.make_plan(spec, devices=jax.devices()[:devices])
 compiled, _ = sweep.compile_plan(layout)

@@ -79,8 +79,8 @@ def agreement(devices, quick: bool) -> dict:
   import jax
   import numpy as np
   from superpos_jax import activations, sweep
-  from superpos_jax.spec import SweepSpec
-  spec = SweepSpec(**AGREEMENT, activations=activations.STUDY, steps=30 if quick else 1000,
+  from superpos_jax.spec import STUDY_ACTIVATIONS, SweepSpec
+  spec = SweepSpec(**AGREEMENT, activations=STUDY_ACTIVATIONS, steps=30 if quick else 1000,
                    log_every=10 if quick else 100)
   cpu = sweep.run(spec, devices=jax.devices("cpu")[:1], progress=False)
   out = {"spec": spec.to_dict(), "max_abs_dW": {}}

@@ -28,7 +28,7 @@ import numpy as np
 import benchmark as bm
 from superpos_jax import program
 from superpos_jax import activations, cli, model, plan, sweep
-from superpos_jax.spec import SweepSpec
+from superpos_jax.spec import STUDY_ACTIVATIONS, SweepSpec
 
 
 class FlaxBottleneck(nn.Module):
@@ -65,7 +65,7 @@ def main(argv=None):
                        overwrite=True)
   summary = {"steps": args.steps, "repeats": args.repeats, "workloads": {}}
   for name, workload in (("n2", bm.N2), ("n10", bm.N10)):
-    specs = {m: SweepSpec(**dict(workload, **bm.COMMON, activations=activations.STUDY,
+    specs = {m: SweepSpec(**dict(workload, **bm.COMMON, activations=STUDY_ACTIVATIONS,
                                  steps=args.steps, log_every=min(100, args.steps), model=m))
              for m in ("bottleneck", "bottleneck_flax")}
     rows = {m: {"compile_s": None, "model_steps_per_s": []} for m in specs}

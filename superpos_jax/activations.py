@@ -125,9 +125,6 @@ def make_stretched_sigmoid(eps: float) -> ActivationFn:
   return stretched_sigmoid
 
 
-# The seven activations the study compares, in the order figures show them.
-STUDY = ("linear", "relu", "gelu", "silu", "sigmoid", "tanh", "solu")
-
 register("linear", lambda z: z, "identity (the linear baseline)")
 register("relu", jax.nn.relu, "max(0, x)")
 register("gelu", lambda z: jax.nn.gelu(z, approximate=False),

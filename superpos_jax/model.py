@@ -69,6 +69,20 @@ def replace_params(params: Any, values: dict[str, jax.Array]) -> Any:
       lambda path, leaf: values.get(_path_name(path), leaf), params)
 
 
+def params_from_named(model: str, named: dict[str, Any], act: ActivationFn | None = None) -> Any:
+  """Model family `model`'s params with the leaves given by name (`named_params`' names,
+  e.g. a result's `results.named_params`): the family's own structure, whatever its
+  parameters (any leading axes of the arrays are kept, for `jax.vmap`)."""
+  family = families.get("model", model)
+  n, m = named["b"].shape[-1], named["W"].shape[-2]
+  template = jax.eval_shape(lambda k: family.init(k, n, m, families.identity if act is None else act),
+                            jax.random.key(0))
+  missing = sorted(set(named_params(template)) - set(named))
+  if missing:
+    raise KeyError(f"model family {model!r} needs params {missing}, not given")
+  return replace_params(template, named)
+
+
 def init_params(key: jax.Array, n: int, m: int, *, init: str = "xavier_normal",
                 instances: int = 20, model: str = "bottleneck",
                 scale: jax.Array | float = 1.0, act: ActivationFn | None = None) -> Any:

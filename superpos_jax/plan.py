@@ -32,7 +32,7 @@ import numpy as np
 
 from superpos_jax import families
 from superpos_jax.spec import SpecError, SweepSpec, check_spec
-from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps
+from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps, state_bytes
 
 # Matrix-product precisions a run may ask for (`jax.default_matmul_precision` names).
 # "float32" is exact float32 on every backend (the default); "tensorfloat32" and
@@ -64,8 +64,11 @@ def model_step_bytes(spec: SweepSpec) -> int:
 
 
 def _per_model_state_bytes(spec: SweepSpec) -> int:
-  """Bytes of one model's state (params, AdamW moments) and outputs."""
-  return 4 * (4 * (spec.m * spec.n + spec.n) + len(spec.history_steps()) + 3 * spec.n + 8)
+  """Bytes of one model's training state (its family's params and its optimiser's state,
+  whatever they are: `train.state_bytes`) and outputs (the params again, the loss
+  history, per-feature metrics)."""
+  state, params = state_bytes(spec)
+  return state + params + 4 * (len(spec.history_steps()) + 3 * spec.n + 8)
 
 
 def step_draw_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool) -> int:

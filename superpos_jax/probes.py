@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from superpos_jax import activations, results, summary_beyond
-from superpos_jax.model import Params, get_model
+from superpos_jax.model import get_model, named_params, params_from_named
 
 
-def isolated_output(params: Params, act: activations.ActivationFn, model: str,
+def isolated_output(params, act: activations.ActivationFn, model: str,
                     values: jax.Array) -> jax.Array:
   """`[n, T]`: output i of `model` when only feature i is present with value `values[t]`."""
-  n = params.b.shape[0]
+  n = named_params(params)["b"].shape[0]
   forward = get_model(model).forward  # the family's one-example form
 
   def one(i, t):
@@ -30,14 +30,13 @@ def isolated_output(params: Params, act: activations.ActivationFn, model: str,
   return jax.vmap(lambda i: jax.vmap(lambda t: one(i, t))(values))(jnp.arange(n))
 
 
-def isolated_outputs(W: np.ndarray, b: np.ndarray, W2: np.ndarray | None,
-                     acts: Sequence[str], model: str, values: np.ndarray) -> np.ndarray:
+def isolated_outputs(named: dict[str, np.ndarray], acts: Sequence[str], model: str,
+                     values: np.ndarray) -> np.ndarray:
   """`isolated_output` of every model of a grid whose first axis is the activation.
 
   Args:
-    W: `[A, ..., m, n]` weights (W₁ of the `abs` model).
-    b: `[A, ..., n]` biases.
-    W2: `[A, ..., n, m]` decoders of an untied model, else None.
+    named: the models' final params by name (`results.named_params`: `W [A, ..., m, n]`,
+      `b [A, ..., n]`, and any other of the family's), rebuilt as the family's own params.
     acts: the A activation names.
     model: the model family.
     values: `[T]` feature values to probe.
@@ -46,12 +45,12 @@ def isolated_outputs(W: np.ndarray, b: np.ndarray, W2: np.ndarray | None,
     `[A, ..., n, T]` outputs (numpy).
   """
   out = []
+  W, b = named["W"], named["b"]
+  lead, tail = W.shape[1:-2], len(W.shape[1:-2])
   for a, name in enumerate(acts):
     fn = activations.get(name).fn
-    lead = W.shape[1:-2]
-    params = Params(W=jnp.reshape(W[a], (-1, *W.shape[-2:])),
-                    b=jnp.reshape(b[a], (-1, b.shape[-1])),
-                    W2=None if W2 is None else jnp.reshape(W2[a], (-1, *W2.shape[-2:])))
+    flat = {k: jnp.reshape(v[a], (-1,) + v.shape[1 + tail:]) for k, v in named.items()}
+    params = params_from_named(model, flat, fn)
     probe = jax.jit(jax.vmap(lambda p: isolated_output(p, fn, model, jnp.asarray(values))))
     out.append(np.asarray(probe(params)).reshape(*lead, b.shape[-1], len(values)))
   return np.stack(out)
@@ -61,5 +60,5 @@ def best_seed_outputs(result: results.SweepResult,
                       values: np.ndarray = summary_beyond.PROBE_VALUES) -> np.ndarray:
   """`[A, D, n, T]`: `isolated_outputs` of `summary_beyond.best_grid(result)`."""
   red = summary_beyond.best_grid(result)
-  return isolated_outputs(red["W"], red["b"], red.data.get("W2"),
-                          [str(a) for a in red.coords["activation"]], result.spec.model, values)
+  return isolated_outputs(results.named_params(red), [str(a) for a in red.coords["activation"]],
+                          result.spec.model, values)

@@ -30,7 +30,6 @@ SCHEMA_VERSION = 1
 # Per-model arrays: name -> (dims after the grid axes, description).
 SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "W": (("m", "n"), "final weights (W₁, the encoder, of the untied `abs` model)"),
-    "W2": (("n", "m"), "final decoder W₂ of the untied `abs` model (only there)"),
     "b": (("n",), "final bias"),
     "loss_history": (("history",), "mean training loss over each logging window"),
     "final_loss": ((), "mean training loss over the last logging window"),
@@ -42,17 +41,28 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "dims_per_feature": ((), "D* = m / ‖W‖_F²"),
     "phase": ((), "n=2 phase index into PHASES (only when n=2)"),
 }
-OPTIONAL = frozenset({"phase", "W2"})
-# A model family's params other than W, b (and W2) are stored as "param_<name>", dims
+OPTIONAL = frozenset({"phase"})
+# A model family's params other than W and b (the `abs` model's decoder W2, a Flax
+# family's LayerNorm scale, ...) are stored as "param_<name>", dims
 # `<key>_0, <key>_1, ...` (the name as `model.named_params` gives it).
 PARAM_PREFIX = "param_"
 
 
 def param_key(name: str) -> str:
-  """The result array of a model family's parameter `name`: "W2" stays "W2"; any other
-  name gets the prefix, so that a parameter named like a metric (`eval_loss`, `phase`)
+  """The result array of a model family's parameter `name` (other than W and b): the
+  name with the prefix, so that a parameter named like a metric (`eval_loss`, `phase`)
   can never replace it."""
-  return name if name in PARAMETERS else PARAM_PREFIX + name
+  return PARAM_PREFIX + name
+
+
+def named_params(result: "SweepResult") -> dict[str, np.ndarray]:
+  """Every final parameter of the result's models by the family's own names (`W`, `b`
+  and the `param_` arrays without their prefix), each with the grid's leading axes:
+  what `model.params_from_named` rebuilds a family's params from."""
+  out = {"W": result["W"], "b": result["b"]}
+  out.update({k[len(PARAM_PREFIX):]: v for k, v in result.data.items()
+              if k.startswith(PARAM_PREFIX)})
+  return out
 
 
 # Metrics that reduce_seeds("trimmed_mean") averages.
@@ -61,7 +71,7 @@ AVERAGED = ("eval_loss", "final_loss", "feature_norms", "superposition",
 # A model's parameters: a "trimmed_mean" reduction holds none (averaging weights is
 # meaningless under their symmetries, and one seed's W would not be the W whose norms
 # `feature_norms` averages).
-PARAMETERS = ("W", "W2", "b")
+PARAMETERS = ("W", "b")
 EXTRA = ("importance_vectors", "history_steps")
 
 # How figures and summaries collapse the seed axis (see `SweepResult.reduce_seeds`).
@@ -98,7 +108,8 @@ class SweepResult:
     return SweepSpec.from_dict(self.meta["spec"])
 
   def __getitem__(self, name: str) -> np.ndarray:
-    if name not in self.data and name in PARAMETERS and self.meta.get("seed_rule") == "trimmed_mean":
+    if name not in self.data and (name in PARAMETERS or name.startswith(PARAM_PREFIX)) \
+        and self.meta.get("seed_rule") == "trimmed_mean":
       raise KeyError(f"{name!r}: a trimmed_mean reduction averages metrics and holds no "
                      f"weights; reduce_seeds('best') gives the best seed's {name}")
     return self.data[name]
@@ -217,7 +228,7 @@ class SweepResult:
         kept healthy ones, gives: the mean of each `AVERAGED` metric (`feature_norms` is
         the mean of the seeds' `‖W_i‖`, not the norm of any one W), `phase` the most
         common phase (ties: the best seed's), `diverged` True only where every kept seed
-        diverged; it holds no `W`, `W2` or `b` (`PARAMETERS`: asking for them raises a
+        diverged; it holds no `W`, `b` or `param_` arrays (asking for them raises a
         KeyError). The rule is recorded as `meta["seed_rule"]`.
     """
     if rule not in SEED_RULES:
@@ -312,6 +323,8 @@ def _load(path: str) -> SweepResult:
     raise ResultFileError(
         f"{path}: schema version {version!r} is not supported (this superpos_jax reads "
         f"version {SCHEMA_VERSION}); re-run the experiment to regenerate it")
+  if "W2" in arrays:  # written before every family parameter but W and b was "param_"
+    arrays[param_key("W2")] = arrays.pop("W2")
   coords = {a: arrays.pop(f"coord_{a}") for a in AXES if f"coord_{a}" in arrays}
   optional = OPTIONAL | (set(PARAMETERS) if meta.get("seed_rule") == "trimmed_mean" else set())
   missing = [k for k in (*SCHEMA, *EXTRA) if k not in arrays and k not in optional]

@@ -227,6 +227,27 @@ def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, inst
   return probe
 
 
+def state_bytes(spec: SweepSpec) -> tuple[int, int]:
+  """`(training state, params)` bytes of one model of `spec`: what its family's init and
+  its optimiser's state hold, read off their shapes (`jax.eval_shape`, nothing computed),
+  so that a family with more parameters or an optimiser with more state is counted as
+  it is."""
+  return _state_bytes(*families.entries(spec)[1:], spec.n, spec.m, spec.init, spec.init_instances)
+
+
+@functools.lru_cache(maxsize=64)
+def _state_bytes(model, data_family, opt, n: int, m: int, init: str, instances: int):
+  del data_family  # part of the key only as `families.entries` gives it
+  nbytes = lambda tree: sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize
+                            for x in jax.tree.leaves(tree))
+
+  def fresh(key):
+    params = init_params(key, n, m, init=init, instances=instances, model=model.name)
+    return params, opt.factory(jnp.float32(1e-3), jnp.float32(0.0)).init(params)
+  params, opt_state = jax.eval_shape(fresh, jax.random.key(0))
+  return nbytes(params) + nbytes(opt_state), nbytes(params)
+
+
 class Trainer(NamedTuple):
   """The pieces of one model's training (pure, jittable functions; vmap any argument).
 

@@ -34,7 +34,7 @@ def test_point_alone_equals_point_in_grid(family):
                     progress=False)
   in_grid, by_itself = grid.sel(**point).data, alone.sel(**point).data
   chex.assert_trees_all_close(in_grid, by_itself, rtol=1e-4, atol=1e-5)
-  assert ("W2" in in_grid) == (family["model"] == "abs")
+  assert ("param_W2" in in_grid) == (family["model"] == "abs")
   # Not vacuous: the init scale and the weight decay change the model (from the same
   # start, paired: a decay of 0.1 over 10 steps at lr 1e-3 moves W by ~1e-3 relative).
   for other in (dict(point, init_scale=3.0), dict(point, weight_decay=0.0)):

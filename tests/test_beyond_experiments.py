@@ -52,8 +52,8 @@ def test_isolated_outputs_of_a_hand_built_abs_model():
   W[0, 0, 0], W[0, 1, 0] = 1.0, -1.0
   W2 = np.zeros((1, 3, 2), np.float32)
   W2[0, 0] = 1.0
-  out = probes.isolated_outputs(W, np.zeros((1, 3), np.float32), W2, ["relu"], "abs",
-                                summary_beyond.PROBE_VALUES)
+  out = probes.isolated_outputs({"W": W, "b": np.zeros((1, 3), np.float32), "W2": W2},
+                                ["relu"], "abs", summary_beyond.PROBE_VALUES)
   assert out.shape == (1, 3, len(summary_beyond.PROBE_VALUES))
   np.testing.assert_allclose(out[0, 0], np.abs(summary_beyond.PROBE_VALUES), atol=1e-6)
   np.testing.assert_allclose(out[0, 1:], 0.0)
@@ -154,7 +154,7 @@ def test_computation_quick(tmp_path):
   out = _run(tmp_path, "computation")
   assert out["model"] == "abs" and (out["n"], out["m"]) == (20, 10)
   (path,) = glob.glob(str(tmp_path / "runs" / "computation-*.npz"))
-  assert results.load(path)["W2"].shape[-2:] == (20, 10)
+  assert results.load(path)["param_W2"].shape[-2:] == (20, 10)
   computed = _values(out["computed features"])
   assert computed.size == 2 * 4 and np.all((computed >= 0) & (computed <= 20))
   assert np.all(_values(out["eval loss"]) > 0)

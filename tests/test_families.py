@@ -271,3 +271,42 @@ def test_digests_are_the_same_in_every_process():
                          timeout=120, check=True).stdout for seed in (1, 2)}
   assert len(outs) == 1
   assert outs.pop().split()[0] == SweepSpec(n=6, m=3).digest()
+
+
+def test_a_family_with_a_third_parameter_and_an_optimiser_with_more_state(tmp_path):
+  """Adding a family with a parameter of its own (a hidden gain `g [m]`) and an optimiser
+  with more state (AdamW under `inject_hyperparams`) touches only the code that registers
+  them: the grid trains, checkpoints and resumes, the result stores `param_g`, probes
+  rebuild the family's own params from the result, and figures draw."""
+  from superpos_jax import checkpoint, probes, summary_beyond
+
+  def init(key, n, m, act):
+    return {"W": jnp.zeros((m, n)), "b": jnp.zeros((n,)), "g": jnp.ones((m,))}
+
+  def apply(params, xs, act):
+    return act(params["W"].T @ (params["g"][:, None] * (params["W"] @ xs)) + params["b"][:, None])
+  model.register_model("gained", apply, "x' = f(Wᵀ diag(g) W x + b)", init=init, overwrite=True)
+  optimizers.register_optimizer("adamw_injected", lambda lr, wd: optax.inject_hyperparams(
+      optax.adamw)(learning_rate=lr, weight_decay=wd), "AdamW, hyperparameters in its state",
+      overwrite=True)
+  try:
+    spec = _spec(model="gained", optimizer="adamw_injected", densities=(0.3, 0.1), seeds=(0, 1))
+    plain = sweep.run(spec, progress=False)
+    assert plain["param_g"].shape == spec.grid_shape + (2,)
+    assert not np.allclose(plain["param_g"], 1.0)
+    folder = str(tmp_path / "ckpt")
+    assert checkpoint.state_bytes(sweep.layout_for(spec)) > train.state_bytes(spec)[1]
+    staged = sweep.run(spec, progress=False, checkpoint_dir=folder, checkpoint_every=0)
+    again = sweep.run(spec, progress=False, checkpoint_dir=folder)
+    for k in plain.data:
+      np.testing.assert_array_equal(staged[k], plain[k], err_msg=k)
+      np.testing.assert_array_equal(again[k], plain[k], err_msg=k)
+    path = results.save(plain, tmp_path / "gained.npz")
+    loaded = results.load(path)
+    outs = probes.isolated_outputs(results.named_params(loaded), ["relu"], "gained",
+                                   summary_beyond.PROBE_VALUES)
+    assert outs.shape[-2:] == (4, len(summary_beyond.PROBE_VALUES)) and np.isfinite(outs).all()
+    plotting.figure_gram(loaded)
+  finally:
+    families._MODELS.pop("gained")
+    families._OPTIMIZERS.pop("adamw_injected")

@@ -114,7 +114,7 @@ def test_computation_tms_quick(tmp_path):
   out = _run(tmp_path, "computation_tms", "--activations", "relu")
   assert out["experiment"] == "computation_tms" and (out["n"], out["m"]) == (100, 40)
   (path,) = glob.glob(str(tmp_path / "runs" / "computation_tms-*.npz"))
-  assert results.load(path)["W2"].shape[-2:] == (100, 40)
+  assert results.load(path)["param_W2"].shape[-2:] == (100, 40)
   computed = np.asarray(out["computed features"]["relu"], np.float64)
   assert computed.shape == (2,) and np.all((computed >= 0) & (computed <= 100))
   assert _figures(tmp_path) == ["computation_tms_computed.png", "computation_tms_loss.png"]
