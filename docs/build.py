@@ -363,6 +363,10 @@ GENERATORS = {
                 " `figures/checkpoints.json` and `figures/checkpoints.md`, and this"
                 " region then shows its table (`python docs/build.py`)."),
     "init-scale-table": init_scale_table,
+    "compile-cache": verbatim(
+        "figures/compile_cache.md",
+        missing="Not measured yet: `python benchmarks/compile_cache.py` writes"
+                " `figures/compile_cache.json` and `.md`, and this region shows its table."),
     "example-script": verbatim("examples/weight_decay.py", fence="python"),
     "api": api,
     "architecture": architecture,
