@@ -134,7 +134,7 @@ def test_autotune_picks_a_measured_candidate_and_remembers(tmp_path, monkeypatch
   monkeypatch.setenv("SUPERPOS_JAX_CACHE", str(tmp_path))
   timed = []
 
-  def fake_measure(layout):
+  def fake_measure(layout, window_steps=None):
     timed.append(layout)
     return 1000.0 + 10 * layout.chunk_size  # the largest chunk wins
   monkeypatch.setattr(autotune, "measure", fake_measure)
