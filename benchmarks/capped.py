@@ -3,7 +3,7 @@ one shared deadline, every line of their output teed to a log file.
 
     outcomes = run_in_turn({"a": argv_a, "b": argv_b}, caps={"a": 60, "b": 30},
                            deadline=time.monotonic() + 450, logs="out/logs",
-                           record="out/parts/runs.json")
+                           record="out/runs.json")
 
 A command that outlives its cap gets SIGTERM, then SIGKILL `GRACE_S` later, sent to its
 whole process group: a child stuck in native code (an XLA compile, a device wait) that
@@ -29,6 +29,7 @@ GRACE_S = 3.0
 # A command is not started with less time than this left before the deadline.
 MIN_START_S = 15.0
 TAIL_LINES = 20
+RUNNER_PID = "CAPPED_RUNNER_PID"  # set for every command: the pid of the runner
 
 
 @dataclasses.dataclass
@@ -67,14 +68,18 @@ def _kill_group(proc: subprocess.Popen, grace_s: float) -> None:
       continue
 
 
-def _die_with_parent() -> None:
-  """Runs in the child before exec: on Linux, SIGKILL it when the runner dies, so that a
-  runner killed outright (`timeout -k`, SIGKILL) leaves no section running."""
+def die_with_parent() -> None:
+  """For a command to call first: on Linux, have the kernel SIGKILL it when the runner
+  dies, so that a runner killed outright (`timeout -k`, SIGKILL) leaves nothing running.
+  (Called by the command itself, not between fork and exec: the runner may hold threads.)"""
   try:
     import ctypes
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
   except Exception:  # noqa: BLE001 (not Linux: the cap still holds while the runner lives)
-    pass
+    return
+  runner = os.environ.get(RUNNER_PID)
+  if runner and os.getppid() != int(runner):  # the runner died before the call
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _tee(stream, log: TextIO, echo: TextIO | None, tail: collections.deque) -> None:
@@ -102,8 +107,9 @@ def run_capped(argv: Sequence[str], *, cap_s: float, log_path: str, env: Mapping
   t0 = time.monotonic()
   with open(log_path, "w") as log:
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=None if env is None else dict(env),
-                            cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+                            stdin=subprocess.DEVNULL,
+                            env=dict(os.environ if env is None else env, **{RUNNER_PID: str(os.getpid())}),
+                            cwd=cwd, start_new_session=True)
     reader = threading.Thread(target=_tee, args=(proc.stdout, log, echo, tail), daemon=True)
     reader.start()
     cut = False

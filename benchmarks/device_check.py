@@ -14,24 +14,30 @@ left before the deadline, and is not started with under 15 s left):
   agreement       60  every study activation, n=10 grid, device against host CPU: max
                       |dW| over models finite on both, divergences on each side and on one
                       side only, at float32 and TF32; the precision each run recorded
-  workload_n2     50  benchmark workload n2: default, autotuned and TF32 layouts, same
+  workload_n2     60  benchmark workload n2: default layout, TF32, then the autotuned one
+                      (rows the time left cannot hold are left out, and named), same
                       steps (scaled so one run lasts >= --min-run-s), warm, interleaved
-  workload_n10    50  same for n10
-  workload_n200   60  same for n200
+  workload_n10    60  same for n10
+  workload_n200   70  same for n200
   scaling_law     90  optional: the scaling-law experiment's full grid per width (skipped
                       where experiments/scaling_law.py is absent), projected full time
   tms_n2         120  optional: TMS section-3 n=2 phase diagram, 256x256 points x 16 seeds,
                       10,000 steps (1.05e10 model-steps), timed in part, projected
 Timing protocol (benchmarks/warm.py): compile, first execution, copy back and warm
-executions apart; model-steps/s from the best warm execution.
+executions apart; model-steps/s from the median warm execution.
 
-Writes, as it goes: DIR/logs/<section>.log (everything the section printed),
-DIR/parts/<section>.json and .md (after each entry the section finishes), DIR/parts/
-runs.json (how each section's process ended); at the end DIR/device_check_<backend>.json
-and .md, the merged report: every section's status (done, cut at its cap, crashed,
-failed, skipped, not started) and its numbers. If the session is cut before the merge,
-`--merge-only --out DIR` merges what is there; `--sections a,b --out DIR` reruns some
-sections into the same folder, the others' parts are kept.
+Writes, as it goes: DIR/device_check_logs/<section>.log (all the section printed),
+DIR/device_check_parts/<section>.json and .md (after each entry the section finishes),
+DIR/device_check_parts/runs.json (how each section's process ended); at the end
+DIR/device_check_<backend>.json and .md, the merged report: every section's status (done,
+cut at its cap, crashed, failed, skipped, not started) and every finished entry. With
+--out figures only the merged report lands in the committed folder.
+
+If the session is cut: SIGTERM or Ctrl-C of this command kills the running section and
+still merges; a runner killed outright takes its section with it, and
+`--merge-only --out DIR` (any machine, no device) merges the parts already there;
+`--sections a,b --out DIR` reruns some sections into the same folder, the others' parts
+are kept. Exit status 1 when a section was cut, crashed or failed (the report says which).
 """
 
 from __future__ import annotations
@@ -97,13 +103,13 @@ def run_sections(args, names, run_id: str) -> None:
 
   def no_backend(name, outcome):
     if outcome.status == "exited" and outcome.returncode == EXIT_NO_BACKEND:
-      return f"{name} found no {args.backend} backend (see logs/{name}.log)"
+      return f"{name} found no {args.backend} backend (see its log)"
     return None
 
   capped.run_in_turn(
       {name: lambda cap, name=name: child_argv(args, name, run_id, cap) for name in names},
       caps=caps, deadline=time.monotonic() + args.deadline - device_report.MERGE_RESERVE_S,
-      logs=os.path.join(args.out, "logs"), record=device_report.runs_path(args.out),
+      logs=device_report.logs_dir(args.out), record=device_report.runs_path(args.out),
       tag={"run_id": run_id}, cwd=REPO, stop_if=no_backend)
 
 
@@ -123,6 +129,8 @@ def main(argv=None) -> None:
   unknown = [n for n in args.sections if n not in BY_NAME]
   if unknown:
     raise cli.UserError(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(BY_NAME)}")
+  if args.quick and os.path.abspath(args.out) == os.path.join(REPO, "figures"):
+    raise cli.UserError("--quick never writes into the committed figures/: give another --out")
   from superpos_jax import launch
   launch.prepare_folder(args.out, "--out")
   stopped = None

@@ -46,7 +46,7 @@ def time_grids(ctx, part, specs: dict) -> None:
       part.put("grids", grids)
       continue
     sub = dataclasses.replace(ctx, deadline=ctx.deadline - ctx.left() + share)
-    row = timed_grid(sub, part, f"grid_{i}", spec, grow=False, runs=1 + ctx.repeats,
+    row = timed_grid(sub, part, f"grid_{i}", spec, probe=True, runs=1 + ctx.repeats,
                      label=label)
     full = whole_grid(row, spec)
     grids[label] = {"models": spec.num_models, "steps_full": spec.steps,

@@ -1,6 +1,6 @@
 """The device check's sections, the part each writes while it runs, and the merged report.
 
-    part = Part(out, "paper_n2", run_id)          # <out>/parts/paper_n2.json and .md
+    part = Part(out, "paper_n2", run_id)          # <out>/device_check_parts/paper_n2.json, .md
     part.put("phase_diagram", row)                 # saved at once (atomically)
     part.finish("done")
     report = merge(out, "gpu")                     # every part and how its process ended
@@ -39,10 +39,10 @@ SECTIONS = (
             "10,000 steps): same"),
     Section("agreement", 60, "every study activation on an n=10 grid, device against host "
             "CPU: max |dW| and divergences per activation, float32 and TF32"),
-    Section("workload_n2", 50, "benchmark workload n2: default, autotuned and TF32 layouts, "
+    Section("workload_n2", 60, "benchmark workload n2: default, TF32 and autotuned layouts, "
             "warm, interleaved"),
-    Section("workload_n10", 50, "benchmark workload n10: same"),
-    Section("workload_n200", 60, "benchmark workload n200: same"),
+    Section("workload_n10", 60, "benchmark workload n10: same"),
+    Section("workload_n200", 70, "benchmark workload n200: same"),
     Section("scaling_law", 90, "the scaling-law experiment's full grid (experiments/"
             "scaling_law.py): warm rate per width, projected full time", optional=True),
     Section("tms_n2", 120, "TMS section-3 resolution n=2 phase diagram, relu, 256x256 "
@@ -55,7 +55,12 @@ MERGE_RESERVE_S = 5.0
 
 
 def parts_dir(out: str) -> str:
-  return os.path.join(out, "parts")
+  """Where the sections' parts go (a folder, so `--out figures` commits only the report)."""
+  return os.path.join(out, f"{NAME}_parts")
+
+
+def logs_dir(out: str) -> str:
+  return os.path.join(out, f"{NAME}_logs")
 
 
 def runs_path(out: str) -> str:
@@ -144,7 +149,7 @@ def section_status(name: str, run: dict | None, part: dict | None) -> dict:
   return {"status": status, "note": note, "title": BY_NAME[name].title,
           "optional": BY_NAME[name].optional, "cap_s": run and run.get("cap_s"),
           "wall_s": run and run.get("wall_s"), "run_id": (part or run or {}).get("run_id"),
-          "log": f"logs/{name}.log", "part": f"parts/{name}.json", "result": result,
+          "log": f"{NAME}_logs/{name}.log", "part": f"{NAME}_parts/{name}.json", "result": result,
           "config": part and part.get("config")}
 
 

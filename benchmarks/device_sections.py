@@ -3,7 +3,7 @@ each section this way, under its cap):
 
   python benchmarks/device_sections.py SECTION --out DIR --backend gpu --run-id ID --seconds S
 
-It writes DIR/parts/SECTION.json and .md after every entry it finishes, so a section
+It writes DIR/device_check_parts/SECTION.json and .md after every entry it finishes, so a section
 killed at its cap still leaves what it measured. It installs no SIGTERM handler: the
 signal ends it at once, even inside a compile. Sections (device_report.SECTIONS):
 paper_n2, paper_n200 (the paper grids), agreement (device against host CPU), workload_n2,
@@ -70,24 +70,34 @@ def probe_steps(spec) -> int:
   return min(spec.steps, 2 * spec.log_every)
 
 
-def timed_grid(ctx: Context, part, key: str, spec, *, grow: bool, runs: int,
+def timed_grid(ctx: Context, part, key: str, spec, *, probe: bool, runs: int,
                label: str = "") -> dict:
-  """Probe, fit the steps to the time left, first run and warm runs of `spec`'s default
-  layout; saved under `key` after every step. Returns the row (`warm.first_run`)."""
+  """First run and warm runs of `spec`'s default layout, saved under `key` as they end.
+
+  With `probe`, a short run first (its own compile) says how many of the steps fit the
+  time left (`runs` executions); without, all the steps are compiled at once (one compile
+  fewer: compiles are the slow part of a GPU check) and the compile time is saved before
+  the first run starts. Returns the row (`warm.first_run`).
+  """
   import warm
   layout = ctx.default_layout(spec)
-  pr = warm.probe(layout, probe_steps(spec))
-  steps = warm.fit_steps(pr, want=spec.steps, runs=runs, left_s=ctx.left(),
-                         min_run_s=ctx.min_run_s if grow else 0.0, grow=grow)
-  part.put(key + "_probe", pr.describe())
-  program = (pr.program if steps == pr.steps else
-             warm.compile_layout(warm.with_steps(layout, steps)))
+  if probe:
+    pr = warm.probe(layout, probe_steps(spec))
+    part.put(key + "_probe", pr.describe())
+    steps = warm.fit_steps(pr, want=spec.steps, runs=runs, left_s=ctx.left(), min_run_s=0.0,
+                           grow=False)
+    program = (pr.program if steps == pr.steps else
+               warm.compile_layout(warm.with_steps(layout, steps)))
+  else:
+    program = warm.compile_layout(warm.with_steps(layout, spec.steps))
+  part.put(key + "_compiled", {"steps": program.layout.spec.steps,
+                               "compile_s": round(program.compile_s, 3)})
   rows = {key: warm.first_run(program)}
   part.put(key, rows[key])
   warm.timed_runs({key: program}, rows, repeats=ctx.repeats, deadline=ctx.deadline,
                   on_round=lambda r: part.put(key, r[key]))
-  log(f"{label or key}: {spec.num_models:,} models, {steps:,} of {spec.steps:,} steps timed: "
-      f"{rows[key]['model_steps_per_s'] or 0:,} model-steps/s warm")
+  log(f"{label or key}: {spec.num_models:,} models, {rows[key]['steps']:,} of {spec.steps:,} "
+      f"steps timed: {rows[key]['model_steps_per_s'] or 0:,} model-steps/s warm")
   return rows[key]
 
 
@@ -112,7 +122,9 @@ def paper(ctx: Context, part, module_name: str) -> None:
   spec = SweepSpec(**module.PRESETS["quick" if ctx.quick else "paper"])
   part.put("grid", {"name": module_name, "models": spec.num_models, "steps": spec.steps,
                     "preset": "quick" if ctx.quick else "paper"})
-  row = timed_grid(ctx, part, "row", spec, grow=False, runs=2, label=module_name)
+  # All its steps at once: on the GPU it should take seconds (1.4e8 model-steps at the
+  # 10^7 target), and the check's point is the grid as its experiment runs it.
+  row = timed_grid(ctx, part, "row", spec, probe=False, runs=2, label=module_name)
   part.put("full", whole_grid(row, spec))
 
 
@@ -176,12 +188,13 @@ def workload(ctx: Context, part, name: str) -> None:
   warm and interleaved (benchmarks/warm.py)."""
   import benchmark
   import warm
+  from superpos_jax import autotune
   spec = benchmark.workload_spec(benchmark.PRESETS["quick" if ctx.quick else "full"], name)
   default = ctx.default_layout(spec)
   pr = warm.probe(default, spec.steps)
   part.put("probe", pr.describe())
   steps = warm.fit_steps(pr, want=spec.steps, runs=3 * (1 + ctx.repeats), left_s=ctx.left(),
-                         min_run_s=ctx.min_run_s, compiles=6)
+                         min_run_s=ctx.min_run_s, compiles=5)
   part.put("workload", {"name": name, "models": spec.num_models, "steps": spec.steps,
                         "steps_timed": steps, "min_run_s": ctx.min_run_s})
   base = warm.with_steps(default, steps)
@@ -205,14 +218,15 @@ def workload(ctx: Context, part, name: str) -> None:
     part.put("left_out", left_out)
     return False
 
-  if ctx.autotune and fits("autotuned", 5):
+  if fits(FAST, 1):  # one compile: before autotune's several
+    add(FAST, warm.compile_layout(dataclasses.replace(base, precision=FAST)))
+  candidates = autotune.candidates(base.spec, base.devices, max_memory=ctx.budget)
+  if ctx.autotune and fits("autotuned", len(candidates) + 1):
     tuned, info = autotuned(ctx, base, pr)
     same = tuned == base
     extra = {"compile_s": None, "reused": True} if same else {}
     add("autotuned", programs["default"] if same else warm.compile_layout(tuned),
         autotune=info, **extra)
-  if fits(FAST, 1):
-    add(FAST, warm.compile_layout(dataclasses.replace(base, precision=FAST)))
   warm.timed_runs(programs, rows, repeats=ctx.repeats, deadline=ctx.deadline,
                   on_round=lambda r: part.put("rows", r))
   log(f"{name}: " + ", ".join(f"{k} {r['model_steps_per_s'] or 0:,}" for k, r in rows.items())
@@ -248,6 +262,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
   """Runs one section; 0 done or skipped, 1 failed, 2 no such backend here."""
   args = parse_args(argv)
+  import capped
+  capped.die_with_parent()  # a runner killed outright takes this section with it
   from superpos_jax import cli
   cli.configure_host(args.backend)  # before anything touches a device
   deadline = time.time() + args.seconds - END_MARGIN_S

@@ -41,6 +41,10 @@ TIMING_HEAD = ["steps timed", "compile s", "first run s", "warm run s, median (r
 
 def paper_markdown(result: dict) -> list[str]:
   lines = []
+  if "row" not in result and "row_compiled" in result:
+    c = result["row_compiled"]
+    lines.append(f"Compiled ({c['steps']:,} steps) in {c['compile_s']:.1f} s; its first run "
+                 f"did not end.")
   if "row" in result:
     g, row = result["grid"], result["row"]
     lines += _table(["grid", "models x steps", *TIMING_HEAD],

@@ -114,17 +114,21 @@ def probe(layout: Plan, steps: int) -> Probe:
 
 def fit_steps(probe_: Probe, *, want: int, runs: int, left_s: float, min_run_s: float,
               grow: bool = True, compiles: int = 1) -> int:
-  """Steps to time: `want`, raised (if `grow`) until one execution lasts `min_run_s`, then
-  lowered until `compiles` compiles and `runs` executions fit in `left_s` seconds.
+  """Steps to time, a whole number of the probe's log windows.
 
-  The per-step time is the probe's (fixed costs included, so an overestimate); the result
-  is a whole number of the probe's log windows, at least one window.
+  With `grow`: `want`, raised until one execution lasts `min_run_s`, but no further than
+  `compiles` compiles and `runs` executions fit in `left_s` seconds (never below `want`:
+  fewer steps would save little where compiles take the time). Without: `want`, lowered
+  until they fit (the rest is projected), at least one window. The per-step time is the
+  probe's (fixed costs included, so an overestimate).
   """
   step_s = max(probe_.step_s, 1e-12)
   window = probe_.program.layout.spec.log_every
-  steps = max(want, math.ceil(min_run_s / step_s)) if grow else want
-  room = (left_s - compiles * probe_.program.compile_s) / (runs * step_s)
-  steps = min(steps, max(int(room), 1))
+  room = max(int((left_s - compiles * probe_.program.compile_s) / (runs * step_s)), 1)
+  if grow:
+    steps = max(want, min(math.ceil(min_run_s / step_s), room))
+  else:
+    steps = min(want, room)
   return max(window, steps // window * window)
 
 

@@ -6,9 +6,11 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 
@@ -91,7 +93,7 @@ def test_a_cut_or_crashed_section_leaves_the_others_and_the_report_says_so(tmp_p
       {"paper_n2": cmd("paper_n2", "done"), "paper_n200": cmd("paper_n200", "hang"),
        "agreement": cmd("agreement", "abort"), "workload_n2": cmd("workload_n2", "fail")},
       caps={"paper_n2": 30, "paper_n200": 2.0, "agreement": 30, "workload_n2": 30},
-      deadline=time.monotonic() + 60, logs=str(tmp_path / "logs"), record=record,
+      deadline=time.monotonic() + 60, logs=device_report.logs_dir(str(tmp_path)), record=record,
       tag={"run_id": "run1"}, echo=None, grace_s=0.5)
   assert time.monotonic() - t0 < 25
   assert outcomes["paper_n200"].status == "cut" and outcomes["paper_n200"].returncode == -9
@@ -106,7 +108,7 @@ def test_a_cut_or_crashed_section_leaves_the_others_and_the_report_says_so(tmp_p
   assert "about to abort" in s["agreement"]["note"]
   assert s["workload_n2"]["status"] == "failed" and "bad thing" in s["workload_n2"]["note"]
   assert s["tms_n2"]["status"] == "not run"
-  assert "hanging" in (tmp_path / "logs" / "paper_n200.log").read_text()
+  assert "hanging" in (tmp_path / "device_check_logs" / "paper_n200.log").read_text()
   json_path, md_path = device_report.write_report(str(tmp_path), "cpu", report)
   md = open(md_path).read()
   assert "| paper_n200 | cut |" in md and "| agreement | crashed |" in md
@@ -118,15 +120,43 @@ def test_a_cut_or_crashed_section_leaves_the_others_and_the_report_says_so(tmp_p
 def test_deadline_and_missing_backend_leave_sections_not_started(tmp_path):
   cmd = _stand_in(tmp_path)
   late = capped.run_in_turn({"paper_n2": cmd("paper_n2", "done")}, caps={"paper_n2": 30},
-                            deadline=time.monotonic() + 5, logs=str(tmp_path / "logs"),
+                            deadline=time.monotonic() + 5, logs=device_report.logs_dir(str(tmp_path)),
                             echo=None)
   assert late["paper_n2"].status == "not started" and "before the deadline" in late["paper_n2"].note
   stop = capped.run_in_turn(
       {"paper_n2": cmd("paper_n2", "fail"), "agreement": cmd("agreement", "done")},
       caps={"paper_n2": 30, "agreement": 30}, deadline=time.monotonic() + 60,
-      logs=str(tmp_path / "logs"), echo=None,
+      logs=device_report.logs_dir(str(tmp_path)), echo=None,
       stop_if=lambda name, o: f"{name} exited {o.returncode}" if o.returncode else None)
   assert stop["agreement"].status == "not started" and stop["agreement"].note == "paper_n2 exited 1"
+
+
+def test_a_runner_killed_outright_takes_its_section_with_it(tmp_path):
+  """SIGKILL to the runner (no chance to clean up): the section, which called
+  die_with_parent, is killed by the kernel instead of running on."""
+  section = tmp_path / "section.py"
+  section.write_text(textwrap.dedent(f"""
+      import os, sys, time
+      sys.path.insert(0, {os.path.join(REPO, "benchmarks")!r})
+      import capped
+      capped.die_with_parent()
+      open({str(tmp_path / "section.pid")!r}, "w").write(str(os.getpid()))
+      time.sleep(60)
+  """))
+  runner = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+      import sys
+      sys.path.insert(0, {os.path.join(REPO, "benchmarks")!r})
+      import capped
+      capped.run_capped([sys.executable, {str(section)!r}], cap_s=60,
+                        log_path={str(tmp_path / "section.log")!r})
+  """)])
+  pid_file = tmp_path / "section.pid"
+  t0 = time.monotonic()
+  while not pid_file.exists() and time.monotonic() - t0 < 60:
+    time.sleep(0.05)
+  runner.kill()
+  runner.wait()
+  assert _gone(int(pid_file.read_text()))
 
 
 def test_merge_ignores_a_stale_part_and_keeps_an_interrupted_one(tmp_path):
@@ -149,10 +179,14 @@ def test_fit_steps_scales_to_the_device_and_the_time_left():
   probe = warm.Probe(program, first_s=0.5, warm_s=0.01)  # 100 steps: 1e-4 s a step
   # Fast device: 2,000 steps would run 0.2 s; one run must last 1 s -> 10,000 steps.
   assert warm.fit_steps(probe, want=2000, runs=4, left_s=100, min_run_s=1.0) == 10_000
-  # Little time: a compile (2 s) and 4 runs in 3 s -> 1 s / (4 x 1e-4 s) = 2,500 steps.
+  # Little time: a compile (2 s) and 4 runs in 3 s -> 1 s / (4 x 1e-4 s) = 2,500 steps;
+  # in less, never fewer than the workload's own 2,000.
   assert warm.fit_steps(probe, want=2000, runs=4, left_s=3.0, min_run_s=1.0) == 2_500
-  assert warm.fit_steps(probe, want=2000, runs=4, left_s=0.0, min_run_s=1.0) == 50  # one window
+  assert warm.fit_steps(probe, want=2000, runs=4, left_s=0.0, min_run_s=1.0) == 2_000
+  # A grid to project: its steps where they fit, else what fits, at least one window.
   assert warm.fit_steps(probe, want=2000, runs=2, left_s=100, min_run_s=1.0, grow=False) == 2000
+  assert warm.fit_steps(probe, want=2000, runs=2, left_s=2.1, min_run_s=1.0, grow=False) == 500
+  assert warm.fit_steps(probe, want=2000, runs=2, left_s=0.0, min_run_s=1.0, grow=False) == 50
 
 
 def test_default_and_autotuned_rows_of_one_layout_agree():
@@ -218,7 +252,7 @@ def test_scaling_law_section_skips_without_its_module_and_times_a_stand_in(tmp_p
   for g in grids.values():
     assert g["row"]["model_steps_per_s"] > 0 and g["projected_full_s"] > 0
     assert g["how"].startswith("measured")  # 20 steps fit: the whole grid ran
-  assert "| n5_m2 |" in (tmp_path / "parts" / "scaling_law.md").read_text()
+  assert "| n5_m2 |" in (tmp_path / "device_check_parts" / "scaling_law.md").read_text()
 
 
 def test_tms_grid_is_the_papers_resolution():
@@ -261,6 +295,39 @@ def test_environment_record_reads_the_cuda_plugin(monkeypatch):
   assert cuda["cublas"] is None and cuda["compute_capability"] == [90]
 
 
+def test_sigterm_kills_the_running_section_and_still_merges(tmp_path, monkeypatch, capsys):
+  """SIGTERM to the runner while a section hangs: the section's process group is killed,
+  the merged report keeps the finished section and the cut one's entries, and the
+  message says so (not 'no partial result was written')."""
+  cmd = _stand_in(tmp_path)
+  hows = {"paper_n2": "done", "paper_n200": "hang"}
+  monkeypatch.setattr(device_check, "child_argv",
+                      lambda args, name, run_id, cap: cmd(name, hows[name])(cap)[:-1] + [run_id])
+  pid_file = tmp_path / "grandchild.pid"
+
+  def terminate_once_hanging():  # the hang has saved its entry and started its grandchild
+    t0 = time.monotonic()
+    while not pid_file.exists() and time.monotonic() - t0 < 60:
+      time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  threading.Thread(target=terminate_once_hanging, daemon=True).start()
+  try:
+    status = cli.run(device_check.main, ["--backend", "cpu", "--out", str(tmp_path),
+                                         "--sections", "paper_n2,paper_n200,agreement"])
+  except SystemExit as e:
+    status = e.code
+  assert status == cli.EXIT_TERMINATED
+  err = capsys.readouterr().err
+  assert "no partial result" not in err and "merged report of what finished" in err
+  assert _gone(int(pid_file.read_text()))
+  s = json.loads((tmp_path / "device_check_cpu.json").read_text())["sections"]
+  assert s["paper_n2"]["status"] == "done"
+  assert s["paper_n200"]["status"] == "interrupted" and s["paper_n200"]["result"] == {"probe": {"steps": 10}}
+  assert s["agreement"]["status"] == "not run"
+
+
 def test_bad_input_is_one_line(capsys, tmp_path):
   assert cli.run(device_check.main, ["--out", str(tmp_path), "--sections", "paper,agreement"]) == 2
   err = capsys.readouterr().err.strip()
@@ -278,7 +345,13 @@ def test_help_lists_every_section_with_its_cap(capsys):
   text = capsys.readouterr().out
   for s in device_report.SECTIONS:  # "  paper_n2        75  the paper ..."
     assert re.search(rf"^  {s.name} +{s.cap_s:.0f}  ", text, re.M), s.name
-  assert sum(s.cap_s for s in device_report.SECTIONS if not s.optional) < device_report.DEADLINE_S
+  required = sum(s.cap_s for s in device_report.SECTIONS if not s.optional)
+  assert required < device_report.DEADLINE_S
+  with open(os.path.join(REPO, "docs", "performance.md")) as f:
+    doc = f.read()  # the docs' table of sections says what the registry says
+  for s in device_report.SECTIONS:
+    assert re.search(rf"^\| {s.name}( \(optional\))? \| {s.cap_s:.0f} \|", doc, re.M), s.name
+  assert f"caps add up to {required:.0f} s" in doc and f"of the {device_report.DEADLINE_S:.0f} s" in doc
 
 
 @pytest.mark.slow
@@ -310,4 +383,4 @@ def test_documented_command_on_cpu_with_tiny_caps(tmp_path):
   assert report["env"]["backend"] == "cpu"
   md = (tmp_path / "device_check_cpu.md").read_text()
   assert "| workload_n200 | cut |" in md and "| relu |" in md
-  assert (tmp_path / "logs" / "workload_n200.log").exists()
+  assert (tmp_path / "device_check_logs" / "workload_n200.log").exists()
