@@ -7,9 +7,8 @@ process under its own time cap, inside one deadline (7.5 minutes by default).
 Only what a CUDA machine with JAX has is needed (JAX with CUDA, optax, numpy; no network,
 no pip install). Sections, in order (cap in seconds; a section never runs past the time
 left before the deadline, and is not started with under 15 s left):
-  paper_n2        75  the paper n=2 phase diagram: compile, first run (the whole grid, as
-                      the experiment runs it, when it fits; else projected), warm rate,
-                      peak device memory
+  paper_n2        75  the paper n=2 phase diagram, all its steps in one compiled call:
+                      compile, first run, copy back, warm rate, peak device memory
   paper_n200      75  the paper n=200 D* grid: same
   agreement       60  every study activation, n=10 grid, device against host CPU: max
                       |dW| over models finite on both, divergences on each side and on one

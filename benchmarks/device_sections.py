@@ -66,8 +66,8 @@ def log(msg: str) -> None:
 
 
 def probe_steps(spec) -> int:
-  """A short run of `spec` for the probe: two log windows, at most its steps."""
-  return min(spec.steps, 2 * spec.log_every)
+  """A short run of `spec` for the probe: one log window, at most its steps."""
+  return min(spec.steps, spec.log_every)
 
 
 def timed_grid(ctx: Context, part, key: str, spec, *, probe: bool, runs: int,
@@ -81,18 +81,21 @@ def timed_grid(ctx: Context, part, key: str, spec, *, probe: bool, runs: int,
   """
   import warm
   layout = ctx.default_layout(spec)
+  pr = None
   if probe:
     pr = warm.probe(layout, probe_steps(spec))
     part.put(key + "_probe", pr.describe())
     steps = warm.fit_steps(pr, want=spec.steps, runs=runs, left_s=ctx.left(), min_run_s=0.0,
                            grow=False)
-    program = (pr.program if steps == pr.steps else
-               warm.compile_layout(warm.with_steps(layout, steps)))
+    if steps < min(spec.steps, 4 * pr.steps):  # a projection either way: spare a compile
+      steps = pr.steps
+    reuse = steps == pr.steps
+    program = pr.program if reuse else warm.compile_layout(warm.with_steps(layout, steps))
   else:
-    program = warm.compile_layout(warm.with_steps(layout, spec.steps))
+    reuse, program = False, warm.compile_layout(warm.with_steps(layout, spec.steps))
   part.put(key + "_compiled", {"steps": program.layout.spec.steps,
                                "compile_s": round(program.compile_s, 3)})
-  rows = {key: warm.first_run(program)}
+  rows = {key: warm.first_run(program, probe=pr if reuse else None)}
   part.put(key, rows[key])
   warm.timed_runs({key: program}, rows, repeats=ctx.repeats, deadline=ctx.deadline,
                   on_round=lambda r: part.put(key, r[key]))
@@ -116,14 +119,16 @@ def whole_grid(row: dict, spec) -> dict:
 
 
 def paper(ctx: Context, part, module_name: str) -> None:
-  """A paper grid as its experiment runs it, whole if it fits the cap (else projected)."""
+  """A paper grid's preset, all its steps in one compiled call (as `sweep.run` trains it;
+  the experiment scripts stage long runs for checkpoints, benchmarks/checkpoints.py says
+  what that costs)."""
   from superpos_jax.spec import SweepSpec
   module = importlib.import_module(module_name)
   spec = SweepSpec(**module.PRESETS["quick" if ctx.quick else "paper"])
   part.put("grid", {"name": module_name, "models": spec.num_models, "steps": spec.steps,
                     "preset": "quick" if ctx.quick else "paper"})
-  # All its steps at once: on the GPU it should take seconds (1.4e8 model-steps at the
-  # 10^7 target), and the check's point is the grid as its experiment runs it.
+  # All its steps at once, no probe: on the GPU it should take seconds (1.4e8 model-steps
+  # at the 10^7 target), and the point is the whole grid's time, first run included.
   row = timed_grid(ctx, part, "row", spec, probe=False, runs=2, label=module_name)
   part.put("full", whole_grid(row, spec))
 
@@ -200,12 +205,17 @@ def workload(ctx: Context, part, name: str) -> None:
   base = warm.with_steps(default, steps)
   programs, rows = {}, {}
 
-  def add(row: str, program, **extra) -> None:
+  def add(row: str, program, reused: bool = False, **extra) -> None:
     programs[row] = program
-    rows[row] = dict(warm.first_run(program), **extra)
+    rows[row] = dict(warm.first_run(program, reused=reused), **extra)
     part.put("rows", rows)
 
-  add("default", pr.program if steps == pr.steps else warm.compile_layout(base))
+  if steps == pr.steps:
+    programs["default"] = pr.program
+    rows["default"] = warm.first_run(pr.program, probe=pr)
+    part.put("rows", rows)
+  else:
+    add("default", warm.compile_layout(base))
   # A row that would not fit the time left (its compiles at the probe's compile time, its
   # runs at the default's first run) is left out, and the part says so.
   left_out = {}
@@ -224,9 +234,8 @@ def workload(ctx: Context, part, name: str) -> None:
   if ctx.autotune and fits("autotuned", len(candidates) + 1):
     tuned, info = autotuned(ctx, base, pr)
     same = tuned == base
-    extra = {"compile_s": None, "reused": True} if same else {}
     add("autotuned", programs["default"] if same else warm.compile_layout(tuned),
-        autotune=info, **extra)
+        reused=same, autotune=info)
   warm.timed_runs(programs, rows, repeats=ctx.repeats, deadline=ctx.deadline,
                   on_round=lambda r: part.put("rows", r))
   log(f"{name}: " + ", ".join(f"{k} {r['model_steps_per_s'] or 0:,}" for k, r in rows.items())

@@ -89,6 +89,7 @@ class Probe:
   program: Program
   first_s: float
   warm_s: float
+  peak_before_mb: float | None = None  # the device's peak before its first run
 
   @property
   def steps(self) -> int:
@@ -108,8 +109,9 @@ class Probe:
 def probe(layout: Plan, steps: int) -> Probe:
   """Compiles `layout` at `steps` steps and runs it twice."""
   program = compile_layout(with_steps(layout, steps))
+  before = device_peak_mb(layout.devices)
   first = execute(program)
-  return Probe(program, first, execute(program))
+  return Probe(program, first, execute(program), before)
 
 
 def fit_steps(probe_: Probe, *, want: int, runs: int, left_s: float, min_run_s: float,
@@ -158,12 +160,29 @@ def device_peak_mb(devices) -> float | None:
   return round(max(peaks), 1) if peaks else None
 
 
-def first_run(program: Program) -> dict:
-  """The row of `program` before its warm runs: layout, precision, compile, first
-  execution, copy back to the host, device memory."""
+def _warm(row: dict, layout: Plan, seconds: float) -> None:
+  """Adds a warm run of `seconds` to `row` and updates its median and best."""
+  row["warm_runs_s"].append(round(seconds, 5))
+  row["run_s"] = float(np.median(row["warm_runs_s"]))
+  row["best_run_s"] = min(row["warm_runs_s"])
+  row["model_steps_per_s"] = round(model_steps(layout) / row["run_s"])
+  row["best_model_steps_per_s"] = round(model_steps(layout) / row["best_run_s"])
+
+
+def first_run(program: Program, *, probe: Probe | None = None, reused: bool = False) -> dict:
+  """The row of `program`: layout, precision, compile, first execution, copy back to the
+  host, device memory; its warm runs come from `timed_runs`.
+
+  Args:
+    program: the compiled program.
+    probe: the probe that compiled and ran it: its first run is the row's, its warm run
+      and the execution made here are the row's first warm runs.
+    reused: another row's program, already run: no first run of its own (None), the
+      execution made here is a warm one.
+  """
   layout = program.layout
-  before = device_peak_mb(layout.devices)
-  first_s, out = execute(program, keep=True)
+  before = probe.peak_before_mb if probe else device_peak_mb(layout.devices)
+  seconds, out = execute(program, keep=True)
   after = device_peak_mb(layout.devices)
   t0 = time.perf_counter()
   jax.device_get(out)
@@ -171,14 +190,18 @@ def first_run(program: Program) -> dict:
   del out
   describe = layout.describe()
   describe.pop("autotune", None)
-  return {"layout": describe, "precision": layout.precision, "dot_precisions": program.dots,
-          "models": layout.spec.num_models, "steps": layout.spec.steps,
-          "compile_s": round(program.compile_s, 3), "first_run_s": round(first_s, 4),
-          "copy_s": round(copy_s, 4),
-          # The process's peak so far: this run's own where it rose during this run.
-          "peak_device_mb": after, "peak_rose": None if after is None else after > (before or 0),
-          **memory_row(program), "warm_runs_s": [], "run_s": None, "model_steps_per_s": None,
-          "best_run_s": None, "best_model_steps_per_s": None}
+  first = probe.first_s if probe else None if reused else seconds
+  row = {"layout": describe, "precision": layout.precision, "dot_precisions": program.dots,
+         "models": layout.spec.num_models, "steps": layout.spec.steps,
+         "compile_s": None if reused else round(program.compile_s, 3),
+         "first_run_s": None if first is None else round(first, 4), "copy_s": round(copy_s, 4),
+         # The process's peak so far: this run's own where it rose during this run.
+         "peak_device_mb": after, "peak_rose": None if after is None else after > (before or 0),
+         **memory_row(program), "warm_runs_s": [], "run_s": None, "model_steps_per_s": None,
+         "best_run_s": None, "best_model_steps_per_s": None, "reused": reused}
+  for warm_s in ([probe.warm_s] if probe else []) + ([seconds] if probe or reused else []):
+    _warm(row, layout, warm_s)
+  return row
 
 
 def timed_runs(programs: dict[str, Program], rows: dict[str, dict], *, repeats: int,
@@ -188,14 +211,9 @@ def timed_runs(programs: dict[str, Program], rows: dict[str, dict], *, repeats: 
   (run_s, model_steps_per_s) and best (best_run_s, best_model_steps_per_s).
   `on_round(rows)` after every round (to save them)."""
   for _ in range(repeats):
-    guess = sum(min(r["warm_runs_s"] or [r["first_run_s"]]) for r in rows.values())
+    guess = sum(min(r["warm_runs_s"] or [r["first_run_s"] or 0.0]) for r in rows.values())
     if time.time() + 1.2 * guess > deadline:
       break
     for name, program in programs.items():
-      row = rows[name]
-      row["warm_runs_s"].append(round(execute(program), 5))
-      row["run_s"] = float(np.median(row["warm_runs_s"]))
-      row["best_run_s"] = min(row["warm_runs_s"])
-      row["model_steps_per_s"] = round(model_steps(program.layout) / row["run_s"])
-      row["best_model_steps_per_s"] = round(model_steps(program.layout) / row["best_run_s"])
+      _warm(rows[name], program.layout, execute(program))
     on_round(rows)

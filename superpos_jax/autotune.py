@@ -8,11 +8,12 @@ Each candidate (the device kind's default layout, half and double its chunk, the
 seed spanning; not those that only add padded slots, see `candidates`) is compiled and
 run for a short version of the spec (the same grid, two windows of at most
 `WINDOW_STEPS` steps on CPU, `ACCELERATOR_WINDOW_STEPS` on accelerators, or
-`window_steps`) on the real devices; the candidate with the highest model-steps/s wins. Constraints that a short timing cannot see stay fixed: the
-devices come from `plan.choose_devices` (one host CPU device for large models, because
-of a leak that shows only over long runs), and every candidate must fit the memory
-budget. The choice is remembered per (device kind, device count, static spec, jax
-version) in `layouts.json` under `cache_dir()`, so a rerun does not measure again.
+`window_steps`) on the real devices; the candidate with the highest model-steps/s wins.
+Constraints that a short timing cannot see stay fixed: the devices come from
+`plan.choose_devices` (one host CPU device for large models, because of a leak that
+shows only over long runs), and every candidate must fit the memory budget. The choice
+is remembered per (device kind, device count, static spec, jax version) in
+`layouts.json` under `cache_dir()`, so a rerun does not measure again.
 On several hosts every process times the same candidates together and process 0's
 choice is broadcast, so that all compile the same program.
 """

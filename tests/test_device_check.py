@@ -190,22 +190,32 @@ def test_fit_steps_scales_to_the_device_and_the_time_left():
 
 
 def test_default_and_autotuned_rows_of_one_layout_agree():
-  """The same layout compiled twice and timed by the protocol (first run apart, warm runs
-  interleaved): each rate is the median warm run's, and the two rows agree within this
-  machine's noise, as a default and an autotuned row of one layout must (timing a first
-  run against a warm one read 6x apart before; here a first run costs ~2x a warm one)."""
+  """The protocol on one layout compiled twice: the default row's program is its probe's
+  (probe's first run = the row's first run, its warm run the row's first warm one), the
+  autotuned row has its own compile, a third row reuses the default's program (no compile
+  or first run of its own). Warm runs interleaved; each rate is the median warm run's, and
+  the rows agree within this machine's noise, as a default and an autotuned row of one
+  layout must (timing a first run against a warm one read 6x apart before)."""
   layout = plan.make_plan(dataclasses.replace(TINY, steps=1000), devices=jax.devices())
-  programs = {"default": warm.compile_layout(layout), "autotuned": warm.compile_layout(layout)}
-  rows = {name: warm.first_run(p) for name, p in programs.items()}
+  pr = warm.probe(layout, 1000)
+  programs = {"default": pr.program, "autotuned": warm.compile_layout(layout),
+              "reused": pr.program}
+  rows = {"default": warm.first_run(pr.program, probe=pr),
+          "autotuned": warm.first_run(programs["autotuned"]),
+          "reused": warm.first_run(pr.program, reused=True)}
+  assert rows["default"]["first_run_s"] == round(pr.first_s, 4)
+  assert rows["default"]["warm_runs_s"][0] == round(pr.warm_s, 5)
+  assert rows["reused"]["first_run_s"] is None and rows["reused"]["compile_s"] is None
   warm.timed_runs(programs, rows, repeats=9, deadline=time.time() + 120)
+  assert [len(rows[k]["warm_runs_s"]) for k in programs] == [11, 9, 10]
   for r in rows.values():
-    assert len(r["warm_runs_s"]) == 9
     assert r["model_steps_per_s"] == round(4 * 1000 / np.median(r["warm_runs_s"]))
-  rates = [rows[k]["model_steps_per_s"] for k in ("default", "autotuned")]
+  rates = {k: r["model_steps_per_s"] for k, r in rows.items()}
   # Within 1.67x: medians of 7 such runs stayed within 0.89-1.03 at load average 12.
-  assert 0.6 < rates[0] / rates[1] < 1.67, {k: r["warm_runs_s"] for k, r in rows.items()}
-  assert rows["default"]["dot_precisions"] == {"HIGHEST": sum(programs["default"].dots.values())}
-  assert rows["default"]["precision"] == "float32" and rows["default"]["compile_s"] > 0
+  assert 0.6 < rates["default"] / rates["autotuned"] < 1.67, {k: r["warm_runs_s"] for k, r in rows.items()}
+  assert 0.6 < rates["default"] / rates["reused"] < 1.67, {k: r["warm_runs_s"] for k, r in rows.items()}
+  assert rows["default"]["dot_precisions"] == {"HIGHEST": sum(pr.program.dots.values())}
+  assert rows["default"]["precision"] == "float32" and rows["autotuned"]["compile_s"] > 0
 
 
 def test_autotune_drops_candidates_that_only_pad_and_takes_longer_windows(monkeypatch, tmp_path):
