@@ -48,8 +48,8 @@ class Outcome:
 
   status: str
   returncode: int | None = None
-  wall_s: float = 0.0
-  cap_s: float = 0.0
+  wall_s: float | None = None
+  cap_s: float | None = None
   tail: list[str] = dataclasses.field(default_factory=list)
   note: str = ""
 

@@ -25,12 +25,12 @@ left before the deadline, and is not started with under 15 s left):
 Timing protocol (benchmarks/warm.py): compile, first execution, copy back and warm
 executions apart; model-steps/s from the median warm execution.
 
-Writes, as it goes: DIR/device_check_logs/<section>.log (all the section printed),
-DIR/device_check_parts/<section>.json and .md (after each entry the section finishes),
-DIR/device_check_parts/runs.json (how each section's process ended); at the end
-DIR/device_check_<backend>.json and .md, the merged report: every section's status (done,
-cut at its cap, crashed, failed, skipped, not started) and every finished entry. With
---out figures only the merged report lands in the committed folder.
+Writes, as it goes: DIR/device_check_<backend>_logs/<section>.log (all the section
+printed), DIR/device_check_<backend>_parts/<section>.json and .md (after each entry the
+section finishes) and runs.json there (how each section's process ended); at the end
+DIR/device_check_<backend>.json and .md, the merged report: every section's status
+(done, cut at its cap, crashed, failed, skipped, not started) and every finished entry.
+With --out figures only the merged report lands in the committed folder.
 
 If the session is cut: SIGTERM or Ctrl-C of this command kills the running section and
 still merges; a runner killed outright takes its section with it, and
@@ -108,7 +108,8 @@ def run_sections(args, names, run_id: str) -> None:
   capped.run_in_turn(
       {name: lambda cap, name=name: child_argv(args, name, run_id, cap) for name in names},
       caps=caps, deadline=time.monotonic() + args.deadline - device_report.MERGE_RESERVE_S,
-      logs=device_report.logs_dir(args.out), record=device_report.runs_path(args.out),
+      logs=device_report.logs_dir(args.out, args.backend),
+      record=device_report.runs_path(args.out, args.backend),
       tag={"run_id": run_id}, cwd=REPO, stop_if=no_backend)
 
 

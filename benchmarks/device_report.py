@@ -1,6 +1,6 @@
 """The device check's sections, the part each writes while it runs, and the merged report.
 
-    part = Part(out, "paper_n2", run_id)          # <out>/device_check_parts/paper_n2.json, .md
+    part = Part(out, "gpu", "paper_n2", run_id)   # <out>/device_check_gpu_parts/paper_n2.json, .md
     part.put("phase_diagram", row)                 # saved at once (atomically)
     part.finish("done")
     report = merge(out, "gpu")                     # every part and how its process ended
@@ -54,17 +54,18 @@ DEADLINE_S = 450.0  # the whole check, 7.5 minutes: a 10-minute command with roo
 MERGE_RESERVE_S = 5.0
 
 
-def parts_dir(out: str) -> str:
-  """Where the sections' parts go (a folder, so `--out figures` commits only the report)."""
-  return os.path.join(out, f"{NAME}_parts")
+def parts_dir(out: str, backend: str) -> str:
+  """Where the sections' parts go (a folder per backend, so that checks of two backends
+  in one --out never mix, and `--out figures` commits only the merged report)."""
+  return os.path.join(out, f"{NAME}_{backend}_parts")
 
 
-def logs_dir(out: str) -> str:
-  return os.path.join(out, f"{NAME}_logs")
+def logs_dir(out: str, backend: str) -> str:
+  return os.path.join(out, f"{NAME}_{backend}_logs")
 
 
-def runs_path(out: str) -> str:
-  return os.path.join(parts_dir(out), "runs.json")
+def runs_path(out: str, backend: str) -> str:
+  return os.path.join(parts_dir(out, backend), "runs.json")
 
 
 def _write(path: str, text: str) -> None:
@@ -77,13 +78,13 @@ def _write(path: str, text: str) -> None:
 class Part:
   """What one section has measured so far, saved after every change (JSON and table)."""
 
-  def __init__(self, out: str, name: str, run_id: str, **config):
-    os.makedirs(parts_dir(out), exist_ok=True)
-    self.base = os.path.join(parts_dir(out), name)
+  def __init__(self, out: str, backend: str, name: str, run_id: str, **config):
+    os.makedirs(parts_dir(out, backend), exist_ok=True)
+    self.base = os.path.join(parts_dir(out, backend), name)
     self.t0 = time.monotonic()
     self.data = {"section": name, "run_id": run_id, "status": "running",
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": 0.0,
-                 "config": config, "env": None, "result": {}}
+                 "config": dict(config, backend=backend), "env": None, "result": {}}
     self.save()
 
   def save(self) -> None:
@@ -136,7 +137,8 @@ def section_status(name: str, run: dict | None, part: dict | None) -> dict:
   if part and run and part.get("run_id") != run.get("run_id"):
     part = None  # left by an earlier run: not this run's numbers
   result = part["result"] if part else {}
-  kept = (f"its {len(result)} finished entries are kept" if result else "it had finished no entry")
+  kept = (f"its {len(result)} finished {'entry is' if len(result) == 1 else 'entries are'} kept"
+          if result else "it had finished no entry")
   if run is None and part is None:
     status, note = "not run", "not among the sections run"
   elif run is None:
@@ -149,14 +151,16 @@ def section_status(name: str, run: dict | None, part: dict | None) -> dict:
   return {"status": status, "note": note, "title": BY_NAME[name].title,
           "optional": BY_NAME[name].optional, "cap_s": run and run.get("cap_s"),
           "wall_s": run and run.get("wall_s"), "run_id": (part or run or {}).get("run_id"),
-          "log": f"{NAME}_logs/{name}.log", "part": f"{NAME}_parts/{name}.json", "result": result,
+          "log": f"{NAME}_<backend>_logs/{name}.log", "part": f"{NAME}_<backend>_parts/{name}.json",
+          "result": result,
           "config": part and part.get("config")}
 
 
 def merge(out: str, backend: str) -> dict:
   """The merged report: every section's status and result, in `SECTIONS` order."""
-  runs = _load(runs_path(out)) or {}
-  parts = {s.name: _load(os.path.join(parts_dir(out), f"{s.name}.json")) for s in SECTIONS}
+  runs = _load(runs_path(out, backend)) or {}
+  parts = {s.name: _load(os.path.join(parts_dir(out, backend), f"{s.name}.json"))
+           for s in SECTIONS}
   sections = {s.name: section_status(s.name, runs.get(s.name), parts[s.name]) for s in SECTIONS}
   env = next((p["env"] for p in parts.values() if p and p.get("env")), None)
   by_status: dict[str, list[str]] = {}

@@ -3,7 +3,7 @@ each section this way, under its cap):
 
   python benchmarks/device_sections.py SECTION --out DIR --backend gpu --run-id ID --seconds S
 
-It writes DIR/device_check_parts/SECTION.json and .md after every entry it finishes, so a section
+It writes DIR/device_check_<backend>_parts/SECTION.json and .md after every entry it finishes, so a section
 killed at its cap still leaves what it measured. It installs no SIGTERM handler: the
 signal ends it at once, even inside a compile. Sections (device_report.SECTIONS):
 paper_n2, paper_n200 (the paper grids), agreement (device against host CPU), workload_n2,
@@ -188,9 +188,44 @@ def autotuned(ctx: Context, base, pr):
   return dataclasses.replace(tuned, autotuned=None), info
 
 
+class Rows:
+  """A workload's rows: programs, their rows (`warm.first_run`), saved to the part as they
+  change; rows the time left cannot hold are left out and named."""
+
+  def __init__(self, ctx: Context, part, probe):
+    self.ctx, self.part, self.probe = ctx, part, probe
+    self.programs, self.rows, self.left_out = {}, {}, {}
+
+  def add(self, row: str, program, **kw) -> None:
+    import warm
+    self.programs[row] = program
+    self.rows[row] = dict(warm.first_run(program, probe=kw.pop("probe", None),
+                                         reused=kw.pop("reused", False)), **kw)
+    self.part.put("rows", self.rows)
+
+  def fits(self, row: str, compiles: int) -> bool:
+    """Whether `compiles` compiles (at the probe's compile time) and the row's runs (at
+    the default's first run) fit the time left, with a third to spare."""
+    need = (compiles * self.probe.program.compile_s
+            + (1 + self.ctx.repeats) * self.rows["default"]["first_run_s"])
+    if self.ctx.left() > 1.3 * need:
+      return True
+    self.left_out[row] = f"{self.ctx.left():.0f} s left, about {need:.0f} s needed"
+    self.part.put("left_out", self.left_out)
+    return False
+
+  def time(self, *names: str) -> None:
+    """Warm runs of `names`, interleaved, as many rounds as `ctx.repeats` and time allow."""
+    import warm
+    warm.timed_runs({k: self.programs[k] for k in names}, {k: self.rows[k] for k in names},
+                    repeats=self.ctx.repeats, deadline=self.ctx.deadline,
+                    on_round=lambda r: self.part.put("rows", self.rows))
+
+
 def workload(ctx: Context, part, name: str) -> None:
-  """One benchmark workload: default, autotuned and TF32 rows at the same steps, timed
-  warm and interleaved (benchmarks/warm.py)."""
+  """One benchmark workload at the same steps in every row: the default layout and TF32
+  timed warm and interleaved, then (before autotune's compiles, which no cap can stop
+  short of the process) the autotuned layout interleaved with the default again."""
   import benchmark
   import warm
   from superpos_jax import autotune
@@ -203,42 +238,22 @@ def workload(ctx: Context, part, name: str) -> None:
   part.put("workload", {"name": name, "models": spec.num_models, "steps": spec.steps,
                         "steps_timed": steps, "min_run_s": ctx.min_run_s})
   base = warm.with_steps(default, steps)
-  programs, rows = {}, {}
-
-  def add(row: str, program, reused: bool = False, **extra) -> None:
-    programs[row] = program
-    rows[row] = dict(warm.first_run(program, reused=reused), **extra)
-    part.put("rows", rows)
-
+  rows = Rows(ctx, part, pr)
   if steps == pr.steps:
-    programs["default"] = pr.program
-    rows["default"] = warm.first_run(pr.program, probe=pr)
-    part.put("rows", rows)
+    rows.add("default", pr.program, probe=pr)
   else:
-    add("default", warm.compile_layout(base))
-  # A row that would not fit the time left (its compiles at the probe's compile time, its
-  # runs at the default's first run) is left out, and the part says so.
-  left_out = {}
-
-  def fits(row: str, compiles: int) -> bool:
-    need = compiles * pr.program.compile_s + (1 + ctx.repeats) * rows["default"]["first_run_s"]
-    if ctx.left() > need:
-      return True
-    left_out[row] = f"{ctx.left():.0f} s left, about {need:.0f} s needed"
-    part.put("left_out", left_out)
-    return False
-
-  if fits(FAST, 1):  # one compile: before autotune's several
-    add(FAST, warm.compile_layout(dataclasses.replace(base, precision=FAST)))
+    rows.add("default", warm.compile_layout(base))
+  if rows.fits(FAST, 1):
+    rows.add(FAST, warm.compile_layout(dataclasses.replace(base, precision=FAST)))
+  rows.time(*rows.programs)
   candidates = autotune.candidates(base.spec, base.devices, max_memory=ctx.budget)
-  if ctx.autotune and fits("autotuned", len(candidates) + 1):
+  if ctx.autotune and rows.fits("autotuned", len(candidates) + 1):
     tuned, info = autotuned(ctx, base, pr)
     same = tuned == base
-    add("autotuned", programs["default"] if same else warm.compile_layout(tuned),
-        reused=same, autotune=info)
-  warm.timed_runs(programs, rows, repeats=ctx.repeats, deadline=ctx.deadline,
-                  on_round=lambda r: part.put("rows", r))
-  log(f"{name}: " + ", ".join(f"{k} {r['model_steps_per_s'] or 0:,}" for k, r in rows.items())
+    rows.add("autotuned", rows.programs["default"] if same else warm.compile_layout(tuned),
+             reused=same, autotune=info)
+    rows.time("default", "autotuned")
+  log(f"{name}: " + ", ".join(f"{k} {r['model_steps_per_s'] or 0:,}" for k, r in rows.rows.items())
       + f" model-steps/s ({steps:,} steps)")
 
 
@@ -276,7 +291,7 @@ def main(argv=None) -> int:
   from superpos_jax import cli
   cli.configure_host(args.backend)  # before anything touches a device
   deadline = time.time() + args.seconds - END_MARGIN_S
-  part = device_report.Part(args.out, args.section, args.run_id, backend=args.backend,
+  part = device_report.Part(args.out, args.backend, args.section, args.run_id,
                             quick=args.quick, min_run_s=args.min_run_s, repeats=args.repeats,
                             cap_s=args.seconds)
   try:

@@ -77,11 +77,11 @@ def agreement_markdown(result: dict) -> list[str]:
 
 def workload_markdown(result: dict) -> list[str]:
   rows = result.get("rows") or {}
-  if not rows:
+  if "workload" not in result:
     return []
   w = result["workload"]
   out = _table(["row", "layout", *TIMING_HEAD],
-               [[name, _layout(r), *_timing_cells(r)] for name, r in rows.items()])
+               [[name, _layout(r), *_timing_cells(r)] for name, r in rows.items()]) + [""]
   tuned = rows.get("autotuned", {}).get("autotune")
   notes = [f"Workload {w['name']}: {w['models']:,} models, {w['steps']:,} steps in the "
            f"benchmark, {w['steps_timed']:,} timed (scaled so one run lasts >= "
@@ -94,8 +94,9 @@ def workload_markdown(result: dict) -> list[str]:
     notes.append(f"{name}: left out, too little time for it ({why}).")
   for name, r in rows.items():
     if r.get("reused"):
-      notes.append(f"{name}: the default's layout, so the default's program, timed again as its own row.")
-  return out + [""] + ["- " + n for n in notes]
+      notes.append(f"{name}: the default's layout, so the default's program, timed again "
+                   f"as its own row.")
+  return out + ["- " + n for n in notes]
 
 
 def largest_markdown(result: dict) -> list[str]:

@@ -41,7 +41,7 @@ STAND_IN = textwrap.dedent("""
     sys.path.insert(0, {benchmarks!r})
     import device_report
     name, how, out, run_id = sys.argv[1:5]
-    part = device_report.Part(out, name, run_id)
+    part = device_report.Part(out, "cpu", name, run_id)
     if how == "done":
       part.put("grid", {{"name": name}})
       part.finish("done")
@@ -87,13 +87,13 @@ def test_a_cut_or_crashed_section_leaves_the_others_and_the_report_says_so(tmp_p
   (killed at its cap with its grandchild, its first entry kept), one aborting, one
   failing; the merged report names each, and the not-run ones."""
   cmd = _stand_in(tmp_path)
-  record = device_report.runs_path(str(tmp_path))
+  record = device_report.runs_path(str(tmp_path), "cpu")
   t0 = time.monotonic()
   outcomes = capped.run_in_turn(
       {"paper_n2": cmd("paper_n2", "done"), "paper_n200": cmd("paper_n200", "hang"),
        "agreement": cmd("agreement", "abort"), "workload_n2": cmd("workload_n2", "fail")},
       caps={"paper_n2": 30, "paper_n200": 2.0, "agreement": 30, "workload_n2": 30},
-      deadline=time.monotonic() + 60, logs=device_report.logs_dir(str(tmp_path)), record=record,
+      deadline=time.monotonic() + 60, logs=device_report.logs_dir(str(tmp_path), "cpu"), record=record,
       tag={"run_id": "run1"}, echo=None, grace_s=0.5)
   assert time.monotonic() - t0 < 25
   assert outcomes["paper_n200"].status == "cut" and outcomes["paper_n200"].returncode == -9
@@ -103,12 +103,12 @@ def test_a_cut_or_crashed_section_leaves_the_others_and_the_report_says_so(tmp_p
   s = report["sections"]
   assert s["paper_n2"]["status"] == "done" and s["paper_n2"]["result"] == {"grid": {"name": "paper_n2"}}
   assert s["paper_n200"]["status"] == "cut" and s["paper_n200"]["result"] == {"probe": {"steps": 10}}
-  assert "killed at its 2 s cap; its 1 finished entries are kept" in s["paper_n200"]["note"]
+  assert "killed at its 2 s cap; its 1 finished entry is kept" in s["paper_n200"]["note"]
   assert s["agreement"]["status"] == "crashed" and "signal 6" in s["agreement"]["note"]
   assert "about to abort" in s["agreement"]["note"]
   assert s["workload_n2"]["status"] == "failed" and "bad thing" in s["workload_n2"]["note"]
   assert s["tms_n2"]["status"] == "not run"
-  assert "hanging" in (tmp_path / "device_check_logs" / "paper_n200.log").read_text()
+  assert "hanging" in (tmp_path / "device_check_cpu_logs" / "paper_n200.log").read_text()
   json_path, md_path = device_report.write_report(str(tmp_path), "cpu", report)
   md = open(md_path).read()
   assert "| paper_n200 | cut |" in md and "| agreement | crashed |" in md
@@ -120,13 +120,13 @@ def test_a_cut_or_crashed_section_leaves_the_others_and_the_report_says_so(tmp_p
 def test_deadline_and_missing_backend_leave_sections_not_started(tmp_path):
   cmd = _stand_in(tmp_path)
   late = capped.run_in_turn({"paper_n2": cmd("paper_n2", "done")}, caps={"paper_n2": 30},
-                            deadline=time.monotonic() + 5, logs=device_report.logs_dir(str(tmp_path)),
+                            deadline=time.monotonic() + 5, logs=device_report.logs_dir(str(tmp_path), "cpu"),
                             echo=None)
   assert late["paper_n2"].status == "not started" and "before the deadline" in late["paper_n2"].note
   stop = capped.run_in_turn(
       {"paper_n2": cmd("paper_n2", "fail"), "agreement": cmd("agreement", "done")},
       caps={"paper_n2": 30, "agreement": 30}, deadline=time.monotonic() + 60,
-      logs=device_report.logs_dir(str(tmp_path)), echo=None,
+      logs=device_report.logs_dir(str(tmp_path), "cpu"), echo=None,
       stop_if=lambda name, o: f"{name} exited {o.returncode}" if o.returncode else None)
   assert stop["agreement"].status == "not started" and stop["agreement"].note == "paper_n2 exited 1"
 
@@ -163,9 +163,9 @@ def test_merge_ignores_a_stale_part_and_keeps_an_interrupted_one(tmp_path):
   """A part left by an earlier run is not this run's numbers; a part whose runner died
   before recording it is 'interrupted', its entries kept."""
   out = str(tmp_path)
-  device_report.Part(out, "paper_n2", "old").put("grid", {"name": "old"})
-  device_report.Part(out, "agreement", "new").put("spec", {"models": 3})
-  capped.save_outcomes(device_report.runs_path(out),
+  device_report.Part(out, "cpu", "paper_n2", "old").put("grid", {"name": "old"})
+  device_report.Part(out, "cpu", "agreement", "new").put("spec", {"models": 3})
+  capped.save_outcomes(device_report.runs_path(out, "cpu"),
                        {"paper_n2": capped.Outcome("exited", 1, 3.0, 75.0, ["Fatal"])},
                        run_id="new")
   s = device_report.merge(out, "cpu")["sections"]
@@ -247,8 +247,21 @@ def _context(**kw):
       min_run_s=0.01, repeats=2), **kw))
 
 
+def test_a_row_the_time_left_cannot_hold_is_left_out_and_named(tmp_path):
+  part = device_report.Part(str(tmp_path), "cpu", "workload_n2", "r")
+  probe = types.SimpleNamespace(program=types.SimpleNamespace(compile_s=5.0))
+  rows = device_sections.Rows(_context(deadline=time.time() + 10, repeats=3), part, probe)
+  rows.rows["default"] = {"first_run_s": 0.1}
+  assert rows.fits("tensorfloat32", 1)  # 5 s compile + 4 runs of 0.1 s, a third to spare
+  assert not rows.fits("autotuned", 3)  # 15.4 s
+  assert "autotuned" in part.data["result"]["left_out"] and "tensorfloat32" not in rows.left_out
+  part.put("workload", {"name": "n2", "models": 12, "steps": 40, "steps_timed": 40, "min_run_s": 1})
+  part.put("rows", {})
+  assert "autotuned: left out, too little time" in (tmp_path / "device_check_cpu_parts" / "workload_n2.md").read_text()
+
+
 def test_scaling_law_section_skips_without_its_module_and_times_a_stand_in(tmp_path, monkeypatch):
-  part = device_report.Part(str(tmp_path), "scaling_law", "r")
+  part = device_report.Part(str(tmp_path), "cpu", "scaling_law", "r")
   with pytest.raises(device_sections.Skip, match=r"experiments/no_such_scaling_law\.py not present"):
     device_largest.scaling_law(_context(), part, "no_such_scaling_law")
   stand_in = types.ModuleType("stand_in_scaling_law")
@@ -262,7 +275,7 @@ def test_scaling_law_section_skips_without_its_module_and_times_a_stand_in(tmp_p
   for g in grids.values():
     assert g["row"]["model_steps_per_s"] > 0 and g["projected_full_s"] > 0
     assert g["how"].startswith("measured")  # 20 steps fit: the whole grid ran
-  assert "| n5_m2 |" in (tmp_path / "device_check_parts" / "scaling_law.md").read_text()
+  assert "| n5_m2 |" in (tmp_path / "device_check_cpu_parts" / "scaling_law.md").read_text()
 
 
 def test_tms_grid_is_the_papers_resolution():
@@ -393,4 +406,4 @@ def test_documented_command_on_cpu_with_tiny_caps(tmp_path):
   assert report["env"]["backend"] == "cpu"
   md = (tmp_path / "device_check_cpu.md").read_text()
   assert "| workload_n200 | cut |" in md and "| relu |" in md
-  assert (tmp_path / "device_check_logs" / "workload_n200.log").exists()
+  assert (tmp_path / "device_check_cpu_logs" / "workload_n200.log").exists()
