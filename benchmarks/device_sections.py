@@ -288,12 +288,12 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   import capped
   capped.die_with_parent()  # a runner killed outright takes this section with it
-  from superpos_jax import cli
-  cli.configure_host(args.backend)  # before anything touches a device
   deadline = time.time() + args.seconds - END_MARGIN_S
-  part = device_report.Part(args.out, args.backend, args.section, args.run_id,
+  part = device_report.Part(args.out, args.backend, args.section, args.run_id,  # before jax
                             quick=args.quick, min_run_s=args.min_run_s, repeats=args.repeats,
                             cap_s=args.seconds)
+  from superpos_jax import cli
+  cli.configure_host(args.backend)  # before anything touches a device
   try:
     import device_env
     from superpos_jax import launch
