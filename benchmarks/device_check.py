@@ -1,212 +1,159 @@
-"""One prepared check of an accelerator: agreement with the CPU, speed, the paper grids.
+"""The one check of a lent GPU: the most valuable numbers first, each section in its own
+process under its own time cap, inside one deadline (7.5 minutes by default).
 
-Written for a session lent a GPU machine for a few minutes: one command, under 8 minutes
-on one H200-class GPU, using only what such a machine has (JAX with CUDA, optax, numpy,
-matplotlib; no pip install), with jax 0.11 as well as the version pinned here:
+  PYTHONPATH=. python3 benchmarks/device_check.py --out DIR                 # on the GPU machine
+  PYTHONPATH=. python3 benchmarks/device_check.py --backend cpu --quick --out DIR   # CPU stand-in
 
-  PYTHONPATH=. python3 benchmarks/device_check.py --out DIR              # GPU
-  PYTHONPATH=. python3 benchmarks/device_check.py --backend cpu --quick --out DIR
+Only what a CUDA machine with JAX has is needed (JAX with CUDA, optax, numpy; no network,
+no pip install). Sections, in order (cap in seconds; a section never runs past the time
+left before the deadline, and is not started with under 15 s left):
+  paper_n2        75  the paper n=2 phase diagram, all its steps in one compiled call:
+                      compile, first run, copy back, warm rate, peak device memory
+  paper_n200      75  the paper n=200 D* grid: same
+  agreement       60  every study activation, n=10 grid, device against host CPU: max
+                      |dW| over models finite on both, divergences on each side and on one
+                      side only, at float32 and TF32; the precision each run recorded
+  workload_n2     60  benchmark workload n2: default layout, TF32, then the autotuned one
+                      (rows the time left cannot hold are left out, and named), same
+                      steps (scaled so one run lasts >= --min-run-s), warm, interleaved
+  workload_n10    60  same for n10
+  workload_n200   70  same for n200
+  scaling_law     90  optional: the scaling-law experiment's full grid per width (skipped
+                      where experiments/scaling_law.py is absent), projected full time
+  tms_n2         120  optional: TMS section-3 n=2 phase diagram, 256x256 points x 16 seeds,
+                      10,000 steps (1.05e10 model-steps), timed in part, projected
+Timing protocol (benchmarks/warm.py): compile, first execution, copy back and warm
+executions apart; model-steps/s from the median warm execution.
 
-Sections (each written to DIR/device_check_<backend>.json as soon as it is done, so a
-check cut short still leaves what it measured; DIR/device_check_<backend>.md is the table):
-  agreement    every registered study activation, a small n=10 grid trained on the
-               device and on the host CPU: max |dW| per activation, at float32 matmuls
-               (the default) and at the device's fast precision (tensorfloat32);
-  workloads    benchmarks/benchmark.py's three workloads (n=2, n=10, n=200 grids of all
-               seven activations): model-steps/s with the default layout, the autotuned
-               one (`--chunk-size auto`) and the default layout at tensorfloat32;
-  paper        the paper n=2 phase diagram and the paper n=200 D* grid: wall time
-               (compile + run), model-steps/s, peak device memory;
-  precision    what the runs used, and the versions and device.
-`--quick` runs the same code on tiny grids (seconds on a CPU).
+Writes, as it goes: DIR/device_check_<backend>_logs/<section>.log (all the section
+printed), DIR/device_check_<backend>_parts/<section>.json and .md (after each entry the
+section finishes) and runs.json there (how each section's process ended); at the end
+DIR/device_check_<backend>.json and .md, the merged report: every section's status
+(done, cut at its cap, crashed, failed, skipped, not started) and every finished entry.
+With --out figures only the merged report lands in the committed folder.
+
+If the session is cut: SIGTERM or Ctrl-C of this command kills the running section and
+still merges; a runner killed outright takes its section with it, and
+`--merge-only --out DIR` (any machine, no device) merges the parts already there;
+`--sections a,b --out DIR` reruns some sections into the same folder, the others' parts
+are kept. Exit status 1 when a section was cut, crashed or failed (the report says which).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import platform
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path[:0] = [REPO, HERE, os.path.join(REPO, "experiments")]
+sys.path[:0] = [REPO, HERE]
 
+import capped  # noqa: E402
+import device_report  # noqa: E402
+from device_report import BY_NAME, SECTIONS  # noqa: E402
 from superpos_jax import cli  # noqa: E402
 
-NAME = "device_check"
-AGREEMENT = dict(n=10, m=5, densities=(1.0, 0.1, 0.01), seeds=(0,), batch_size=1024,
-                 eval_size=4096)
-FAST = "tensorfloat32"
+CHILD = os.path.join(HERE, "device_sections.py")
+EXIT_NO_BACKEND = 2  # a section's exit status when the backend is missing: stop there
+
+
+def _cap(text: str) -> tuple[str, float]:
+  name, _, seconds = text.partition("=")
+  if name not in BY_NAME or not seconds:
+    raise argparse.ArgumentTypeError(f"expected SECTION=SECONDS with SECTION one of "
+                                     f"{', '.join(BY_NAME)}, got {text!r}")
+  return name, cli.positive_float(seconds)
 
 
 def parse_args(argv=None):
   p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--backend", choices=cli.BACKENDS, default="gpu", help="device to check (default gpu)")
-  p.add_argument("--out", required=True, help="folder for device_check_<backend>.json and .md")
+  p.add_argument("--out", required=True, help="folder for the logs, parts and merged report")
   p.add_argument("--quick", action="store_true", help="tiny grids: checks that it works")
+  p.add_argument("--sections", type=cli.name_list, default=tuple(BY_NAME),
+                 help=f"comma-separated subset of {','.join(BY_NAME)} (run in this order)")
+  p.add_argument("--deadline", type=cli.positive_float, default=device_report.DEADLINE_S,
+                 help=f"seconds for the whole check (default {device_report.DEADLINE_S:.0f})")
+  p.add_argument("--cap", type=_cap, action="append", default=[], metavar="SECTION=SECONDS",
+                 help="another cap for a section (repeatable)")
+  p.add_argument("--min-run-s", type=cli.positive_float, default=None,
+                 help="shortest timed execution; workloads' steps are scaled up to it "
+                      "(default 1.0, 0.05 with --quick)")
+  p.add_argument("--repeats", type=cli.positive_int, default=3, help="warm runs per row (default 3)")
   p.add_argument("--skip-autotune", action="store_true", help="no autotuned rows")
-  p.add_argument("--sections", type=cli.name_list, default=("agreement", "workloads", "paper"),
-                 help="comma-separated subset of agreement,workloads,paper")
+  p.add_argument("--merge-only", action="store_true",
+                 help="run nothing: merge the parts already in --out")
   return p.parse_args(argv)
 
 
-def _peak_device_mb(devices) -> float | None:
-  """Peak bytes in use so far on the busiest device (None where devices do not say)."""
-  peaks = []
-  for d in devices:
-    try:
-      stats = d.memory_stats() or {}
-    except Exception:  # noqa: BLE001 (backends differ in what they raise)
-      stats = {}
-    if "peak_bytes_in_use" in stats:
-      peaks.append(stats["peak_bytes_in_use"] / 2**20)
-  return max(peaks) if peaks else None
+def child_argv(args, name: str, run_id: str, cap_s: float) -> list[str]:
+  """The command that runs section `name` for at most `cap_s` seconds."""
+  argv = [sys.executable, "-u", CHILD, name, "--out", args.out, "--backend", args.backend,
+          "--run-id", run_id, "--seconds", f"{cap_s:.1f}", "--repeats", str(args.repeats),
+          "--min-run-s", str(args.min_run_s or (0.05 if args.quick else 1.0))]
+  return argv + ["--quick"] * args.quick + ["--skip-autotune"] * args.skip_autotune
 
 
-def _row(res) -> dict:
-  t = res.meta["timings"]
-  e = res.meta["engine"]
-  return {"model_steps_per_s": round(t["model_steps_per_s"]), "compile_s": round(t["compile_s"], 2),
-          "run_s": round(t["run_s"], 3), "chunk_size": e["chunk_size"], "devices": e["devices"],
-          "span_seeds": e["span_seeds"], "precision": e["precision"]}
+def run_sections(args, names, run_id: str) -> None:
+  """Runs the sections in turn; a section that finds no such backend stops the rest."""
+  caps = {s.name: s.cap_s for s in SECTIONS} | dict(args.cap)
+
+  def no_backend(name, outcome):
+    if outcome.status == "exited" and outcome.returncode == EXIT_NO_BACKEND:
+      return f"{name} found no {args.backend} backend (see its log)"
+    return None
+
+  capped.run_in_turn(
+      {name: lambda cap, name=name: child_argv(args, name, run_id, cap) for name in names},
+      caps=caps, deadline=time.monotonic() + args.deadline - device_report.MERGE_RESERVE_S,
+      logs=device_report.logs_dir(args.out, args.backend),
+      record=device_report.runs_path(args.out, args.backend),
+      tag={"run_id": run_id}, cwd=REPO, stop_if=no_backend)
 
 
-def agreement(devices, quick: bool) -> dict:
-  """Max |W_device - W_cpu| per activation, at float32 and at the fast precision."""
-  import jax
-  import numpy as np
-  from superpos_jax import activations, sweep
-  from superpos_jax.spec import STUDY_ACTIVATIONS, SweepSpec
-  spec = SweepSpec(**AGREEMENT, activations=STUDY_ACTIVATIONS, steps=30 if quick else 1000,
-                   log_every=10 if quick else 100)
-  cpu = sweep.run(spec, devices=jax.devices("cpu")[:1], progress=False)
-  out = {"spec": spec.to_dict(), "max_abs_dW": {}}
-  for precision in ("float32", FAST):
-    dev = sweep.run(spec, devices=devices, matmul_precision=precision, progress=False)
-    out["max_abs_dW"][precision] = {
-        a: float(np.nanmax(np.abs(dev.sel(activation=a)["W"] - cpu.sel(activation=a)["W"])))
-        for a in spec.activations}
-  return out
-
-
-def workloads(devices, quick: bool, autotune: bool) -> dict:
-  """The benchmark's three workloads: default layout, autotuned, default at FAST."""
-  import benchmark
-  from superpos_jax import sweep
-  preset = benchmark.PRESETS["quick" if quick else "full"]
-  out = {}
-  for name in preset["workloads"]:
-    spec = benchmark.workload_spec(preset, name)
-    rows = {"models": spec.num_models, "steps": spec.steps,
-            "default": _row(sweep.run(spec, devices=devices, progress=False))}
-    if autotune:
-      res = sweep.run(spec, devices=devices, chunk_size="auto", progress=False)
-      rows["autotuned"] = dict(_row(res), candidates=res.meta["engine"]["autotune"]["rates"])
-    rows[FAST] = _row(sweep.run(spec, devices=devices, matmul_precision=FAST, progress=False))
-    out[name] = rows
-    print(f"[{NAME}] {name}: " + ", ".join(
-        f"{k} {v['model_steps_per_s']:,} model-steps/s" for k, v in rows.items()
-        if isinstance(v, dict)), flush=True)
-  return out
-
-
-def paper(devices, quick: bool) -> dict:
-  """The paper n=2 phase diagram and the paper n=200 D* grid, timed on the device."""
-  import dims_per_feature
-  import phase_diagram
-  from superpos_jax import sweep
-  from superpos_jax.spec import SweepSpec
-  out = {}
-  for name, module in (("phase_diagram", phase_diagram), ("dims_per_feature", dims_per_feature)):
-    spec = SweepSpec(**module.PRESETS["quick" if quick else "paper"])
-    t0 = time.perf_counter()
-    res = sweep.run(spec, devices=devices, progress=False)
-    out[name] = dict(_row(res), models=spec.num_models, steps=spec.steps,
-                     wall_s=round(time.perf_counter() - t0, 2),
-                     peak_device_mb=_peak_device_mb(devices))
-    print(f"[{NAME}] {name}: {spec.num_models:,} models x {spec.steps:,} steps in "
-          f"{out[name]['wall_s']} s", flush=True)
-  out["total_wall_s"] = round(sum(v["wall_s"] for v in out.values()), 2)
-  return out
-
-
-def environment_of(devices) -> dict:
-  import jax
-  from superpos_jax.environment import environment
-  env = environment(devices)
-  env.update(cpu=platform.processor() or platform.machine(),
-             default_matmul_precision=str(jax.config.jax_default_matmul_precision),
-             engine_precision="float32 (Precision.HIGHEST on every dot; --matmul-precision)",
-             xla_flags=os.environ.get("XLA_FLAGS", ""))
-  return env
-
-
-def markdown(report: dict) -> str:
-  lines = [f"# Device check: {report['env'].get('device_kind')} x {report['env'].get('device_count')} "
-           f"({report['env'].get('backend')}, jax {report['env'].get('jax')})", ""]
-  if "agreement" in report.get("sections", {}):
-    dW = report["sections"]["agreement"]["max_abs_dW"]
-    lines += ["| activation | max abs dW float32 | max abs dW " + FAST + " |", "|---|---|---|"]
-    lines += [f"| {a} | {dW['float32'][a]:.2e} | {dW[FAST][a]:.2e} |" for a in dW["float32"]]
-    lines.append("")
-  if "workloads" in report.get("sections", {}):
-    lines += ["| workload | models x steps | default | autotuned | " + FAST + " |", "|---|---|---|---|---|"]
-    for name, w in report["sections"]["workloads"].items():
-      rate = lambda k: f"{w[k]['model_steps_per_s']:,} (chunk {w[k]['chunk_size']})" if k in w else "n/a"
-      lines.append(f"| {name} | {w['models']:,} x {w['steps']:,} | {rate('default')} | "
-                   f"{rate('autotuned')} | {rate(FAST)} |")
-    lines.append("")
-  if "paper" in report.get("sections", {}):
-    lines += ["| paper grid | models x steps | wall s | model-steps/s | peak device MB |", "|---|---|---|---|---|"]
-    for name, p in report["sections"]["paper"].items():
-      if isinstance(p, dict):
-        lines.append(f"| {name} | {p['models']:,} x {p['steps']:,} | {p['wall_s']} | "
-                     f"{p['model_steps_per_s']:,} | {p['peak_device_mb']} |")
-    lines.append("")
-  for name, err in report.get("errors", {}).items():
-    lines.append(f"- {name} failed: {err}")
-  return "\n".join(lines) + "\n"
-
-
-def write(args, report: dict) -> None:
-  from superpos_jax import results
-  base = os.path.join(args.out, f"{NAME}_{args.backend}")
-  results.write_atomically(base + ".json", lambda f: f.write(json.dumps(report, indent=1).encode()))
-  results.write_atomically(base + ".md", lambda f: f.write(markdown(report).encode()))
+def summary_line(report: dict, path: str) -> str | None:
+  """One line naming the sections that did not finish (None if all did)."""
+  bad = {k: v for k, v in report["by_status"].items()
+         if k in ("cut", "crashed", "failed", "interrupted", "not started")}
+  if not bad:
+    return None
+  return ("device check incomplete: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in bad.items())
+          + f" (every finished section's numbers are in {path})")
 
 
 def main(argv=None) -> None:
   args = parse_args(argv)
-  unknown = [s for s in args.sections if s not in ("agreement", "workloads", "paper")]
+  names = [n for n in BY_NAME if n in args.sections]  # SECTIONS order
+  unknown = [n for n in args.sections if n not in BY_NAME]
   if unknown:
-    raise cli.UserError(f"unknown section(s) {', '.join(unknown)}; valid: agreement, workloads, paper")
-  cli.configure_host(args.backend, compile_cache=False)  # first: CPU flags for a CPU check only; compile times measured
+    raise cli.UserError(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(BY_NAME)}")
+  if args.quick and os.path.abspath(args.out) == os.path.join(REPO, "figures"):
+    raise cli.UserError("--quick never writes into the committed figures/: give another --out")
   from superpos_jax import launch
   launch.prepare_folder(args.out, "--out")
-  devices = launch.select_devices(args.backend)
-  report = {"quick": args.quick, "env": environment_of(devices), "sections": {}, "errors": {},
-            "elapsed_s": {}}
-  write(args, report)
-  for name in args.sections:
-    t0 = time.perf_counter()
+  stopped = None
+  if not args.merge_only:
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     try:
-      if name == "agreement":
-        report["sections"][name] = agreement(devices, args.quick)
-      elif name == "workloads":
-        report["sections"][name] = workloads(devices, args.quick, not args.skip_autotune)
-      else:
-        report["sections"][name] = paper(devices, args.quick)
-    except Exception as e:  # noqa: BLE001 (one failing section must not lose the others)
-      report["errors"][name] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-      traceback.print_exc()
-    report["elapsed_s"][name] = round(time.perf_counter() - t0, 1)
-    write(args, report)
-  print(markdown(report))
-  if report["errors"]:
-    raise cli.UserError(f"sections failed: {', '.join(report['errors'])} (see the JSON)")
+      run_sections(args, names, run_id)
+    except KeyboardInterrupt:
+      stopped = ("interrupted", cli.EXIT_INTERRUPTED)
+    except cli.Terminated:
+      stopped = ("terminated (SIGTERM)", cli.EXIT_TERMINATED)
+  report = device_report.merge(args.out, args.backend)
+  json_path, md_path = device_report.write_report(args.out, args.backend, report)
+  with open(md_path) as f:
+    print(f.read())
+  line = summary_line(report, json_path)
+  if stopped:
+    print(f"{stopped[0]}: the running section was killed; the merged report of what "
+          f"finished is {json_path}", file=sys.stderr)
+    raise SystemExit(stopped[1])
+  if line:
+    print(line, file=sys.stderr)
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ keep the fastest.
     result = sweep.run(spec, plan=layout)      # or sweep.run(spec, chunk_size="auto")
 
 Each candidate (the device kind's default layout, half and double its chunk, the other
-seed spanning) is compiled and run for a short version of the spec (the same grid, two
-log windows of at most `WINDOW_STEPS` steps) on the real devices; the candidate with the
-highest model-steps/s wins. Constraints that a short timing cannot see stay fixed: the
-devices come from `plan.choose_devices` (one host CPU device for large models, because
-of a leak that shows only over long runs), and every candidate must fit the memory
-budget. The choice is remembered per (device kind, device count, static spec, jax
-version) in `layouts.json` under `cache_dir()`, so a rerun does not measure again.
+seed spanning; not those that only add padded slots, see `candidates`) is compiled and
+run for a short version of the spec (the same grid, two windows of at most
+`WINDOW_STEPS` steps on CPU, `ACCELERATOR_WINDOW_STEPS` on accelerators, or
+`window_steps`) on the real devices; the candidate with the highest model-steps/s wins.
+Constraints that a short timing cannot see stay fixed: the devices come from
+`plan.choose_devices` (one host CPU device for large models, because of a leak that
+shows only over long runs), and every candidate must fit the memory budget. The choice
+is remembered per (device kind, device count, static spec, jax version) in
+`layouts.json` under `cache_dir()`, so a rerun does not measure again.
 On several hosts every process times the same candidates together and process 0's
 choice is broadcast, so that all compile the same program.
 """
@@ -36,6 +38,9 @@ from superpos_jax.spec import SpecError, SweepSpec, check_spec
 # Steps of one timing window at most: two windows per candidate (the first, with the
 # program's first execution, is not counted).
 WINDOW_STEPS = 10
+# On a GPU or TPU 20 steps of these grids take milliseconds, within timer and launch noise:
+# windows there are longer (the paper n=2 grid at 10^7 model-steps/s: about 1 s a candidate).
+ACCELERATOR_WINDOW_STEPS = 200
 
 
 def cache_dir() -> str:
@@ -99,16 +104,27 @@ def _remember(key: str, entry: dict) -> None:
     pass
 
 
-def short_spec(spec: SweepSpec) -> SweepSpec:
-  """`spec` for two log windows of at most `WINDOW_STEPS` steps (same grid)."""
-  window = min(spec.log_every, WINDOW_STEPS, spec.steps)
+def short_spec(spec: SweepSpec, window_steps: int | None = None) -> SweepSpec:
+  """`spec` (same grid) for two log windows: of at most `WINDOW_STEPS` steps and its own
+  log window, or of `window_steps` steps (at most its steps)."""
+  window = (min(spec.log_every, WINDOW_STEPS, spec.steps) if window_steps is None
+            else max(1, min(int(window_steps), spec.steps)))
   return dataclasses.replace(spec, steps=2 * window, log_every=window)
+
+
+def _only_pads(layout: plans.Plan, default: plans.Plan) -> bool:
+  """More chunk slots than `default` (padding: copies trained for nothing) without fewer
+  chunks per device to show for it: the same work and more of it, never faster."""
+  return (layout.n_chunks * layout.chunk_size > default.n_chunks * default.chunk_size
+          and layout.n_chunks >= default.n_chunks)
 
 
 def candidates(spec: SweepSpec, devices: Sequence, *, max_memory: int | None = None,
                precision: str = "float32") -> list[plans.Plan]:
   """The layouts to time: the device kind's default first, then half and double its
-  chunk and the other seed spanning, each fitting `max_memory` (duplicates dropped)."""
+  chunk and the other seed spanning, each fitting `max_memory` (duplicates dropped, and
+  those that only pad: `_only_pads`; on CPU the n=10 benchmark grid's other seed spanning
+  filled 24 slots for 21 models where the default fills 22, in more chunks)."""
   default = plans.make_plan(spec, devices=devices, max_memory=max_memory, precision=precision)
   groups, q = plans.chunk_groups(spec, default.span_seeds)
   out = [default]
@@ -123,7 +139,7 @@ def candidates(spec: SweepSpec, devices: Sequence, *, max_memory: int | None = N
                                chunk_size=kw.get("chunk_size"))
     except SpecError:  # over the budget
       continue
-    if layout not in out:
+    if layout not in out and not _only_pads(layout, default):
       out.append(layout)
   return out
 
@@ -133,9 +149,9 @@ def _label(layout: plans.Plan) -> str:
           f"on {len(layout.devices)} device(s)")
 
 
-def measure(layout: plans.Plan) -> float:
-  """Model-steps/s of `layout`'s layout on `short_spec`, compile and first window excluded."""
-  short = dataclasses.replace(layout, spec=short_spec(layout.spec), progress=False)
+def measure(layout: plans.Plan, window_steps: int | None = None) -> float:
+  """Model-steps/s of `layout`'s layout on `short_spec`, compile and first run excluded."""
+  short = dataclasses.replace(layout, spec=short_spec(layout.spec, window_steps), progress=False)
   compiled, _ = program.compile_plan(short)
   inputs = program.program_inputs(short.spec)
   jax.block_until_ready(compiled(*inputs))
@@ -156,11 +172,15 @@ def _agree(entry: dict | None) -> dict | None:
 
 def autotune(spec: SweepSpec, devices: Sequence, *, max_memory: int | None = None,
              progress: bool = False, precision: str = "float32",
-             remember: bool = True) -> plans.Plan:
+             remember: bool = True, window_steps: int | None = None) -> plans.Plan:
   """The fastest of `candidates` on `devices`, measured (or remembered from an earlier
-  measurement of the same key). Its `autotuned` field records the candidates' rates."""
+  measurement of the same key). Its `autotuned` field records the candidates' rates.
+  `window_steps`: steps of each timing window (None: `WINDOW_STEPS` on CPU,
+  `ACCELERATOR_WINDOW_STEPS` elsewhere)."""
   spec = check_spec(spec)
   devices = plans.check_devices(devices)
+  if window_steps is None and devices[0].platform != "cpu":
+    window_steps = ACCELERATOR_WINDOW_STEPS
   layouts = candidates(spec, devices, max_memory=max_memory, precision=precision)
   key = layout_key(spec, devices, precision)
   entry = _remembered(key) if remember else None
@@ -168,14 +188,14 @@ def autotune(spec: SweepSpec, devices: Sequence, *, max_memory: int | None = Non
   if multi:  # process 0's memory decides for every host: all time, or none does
     entry = _agree(entry)
   if entry is None:
-    rates = [measure(layout) for layout in layouts]
+    rates = [measure(layout, window_steps) for layout in layouts]
     best = max(range(len(layouts)), key=lambda i: rates[i])
     if multi:
       best = int(broadcast([best])[0])
     entry = {"chunk_size": layouts[best].chunk_size, "span_seeds": layouts[best].span_seeds,
              "rates": {_label(l): round(r) for l, r in zip(layouts, rates)},
              "default": _label(layouts[0]), "chosen": _label(layouts[best]),
-             "measured_steps": short_spec(spec).steps,
+             "measured_steps": short_spec(spec, window_steps).steps,
              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if remember and jax.process_index() == 0:
       _remember(key, entry)
