@@ -26,17 +26,22 @@ def _git_commit() -> str | None:
   top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   if not os.path.exists(os.path.join(top, "pyproject.toml")):
     return None
-  git = os.path.join(top, ".git")
+  git = common = os.path.join(top, ".git")
   try:
+    if os.path.isfile(git):  # a worktree: `.git` names its own folder, refs are shared
+      with open(git) as f:
+        git = os.path.join(top, f.read().strip().removeprefix("gitdir: "))
+      with open(os.path.join(git, "commondir")) as f:
+        common = os.path.join(git, f.read().strip())
     with open(os.path.join(git, "HEAD")) as f:
       head = f.read().strip()
     if not head.startswith("ref: "):
       return head or None
     ref = head[5:]
-    if os.path.exists(os.path.join(git, ref)):
-      with open(os.path.join(git, ref)) as f:
+    if os.path.exists(os.path.join(common, ref)):
+      with open(os.path.join(common, ref)) as f:
         return f.read().strip() or None
-    with open(os.path.join(git, "packed-refs")) as f:
+    with open(os.path.join(common, "packed-refs")) as f:
       for line in f:
         if line.rstrip().endswith(" " + ref):
           return line.split()[0]
