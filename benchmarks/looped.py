@@ -148,7 +148,7 @@ def looped_jit(spec: SweepSpec, points: Sequence[int]) -> Timed:
 class StepFns(NamedTuple):
   """looped-step's three compiled functions of one activation."""
 
-  init: Callable  # key -> (TrainState, data_key)
+  init: Callable  # (key, lr, weight decay) -> (TrainState, data_key)
   step: Callable  # (state, data_key, t, density, importance, lr, wd) -> (state, loss)
   evaluate: Callable  # (params, density, importance) -> eval loss
 
@@ -165,9 +165,9 @@ def make_step_fns(spec: SweepSpec, act: Activation) -> StepFns:
   """
   trainer = make_train(spec, act)
 
-  def init(key):
+  def init(key, lr, weight_decay):
     init_key, data_key = _split_key(key)
-    return trainer.init(init_key), data_key
+    return trainer.init(init_key, 1.0, lr, weight_decay), data_key
 
   def step(state: TrainState, data_key, t, density, importance, lr, weight_decay):
     # train.py's draw for a block of one step: a port draws one batch per step.
@@ -186,8 +186,8 @@ def looped_step(spec: SweepSpec, points: Sequence[int]) -> Timed:
 
   def build(act, p):
     fns = make_step_fns(spec, act)
-    init = jax.jit(fns.init).lower(gp.key[p]).compile()
-    state, data_key = init(gp.key[p])
+    init = jax.jit(fns.init).lower(gp.key[p], *swept(p)[2:]).compile()
+    state, data_key = init(gp.key[p], *swept(p)[2:])
     step = jax.jit(fns.step).lower(state, data_key, 0, *swept(p)).compile()
     evaluate = jax.jit(fns.evaluate).lower(state.params, *swept(p)[:2]).compile()
     return StepFns(init, step, evaluate)
@@ -196,7 +196,7 @@ def looped_step(spec: SweepSpec, points: Sequence[int]) -> Timed:
   W, t0 = {}, time.perf_counter()
   for p in points:
     fns, values = compiled[int(gp.activation[p])], swept(p)
-    state, data_key = fns.init(gp.key[p])
+    state, data_key = fns.init(gp.key[p], *values[2:])
     history = []
     for t in range(spec.steps):
       state, loss = fns.step(state, data_key, t, *values)
@@ -250,9 +250,9 @@ def make_switch_program(spec: SweepSpec, plan: Plan) -> Callable:
     init_keys, data_keys = jax.vmap(_split_key)(keys)
     # Shared random numbers: the chunk's models share a seed, so one draw serves them all.
     data_keys, data_axis = (data_keys[0], None) if shared else (data_keys, 0)
+    states = jax.vmap(trainer.init, in_axes=(0, None, 0, None))(init_keys, 1.0, lr, weight_decay)
     return jax.vmap(fit, in_axes=(0, 0, data_axis, 0, 0, 0, None))(
-        act, jax.vmap(trainer.init)(init_keys), data_keys, density, importance, lr,
-        weight_decay)
+        act, states, data_keys, density, importance, lr, weight_decay)
 
   def per_device(act, keys, density, importance, lr, weight_decay):
     return jax.lax.map(lambda c: train_chunk(c, weight_decay),

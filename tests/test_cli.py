@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from superpos_jax import host
 from superpos_jax import cache, cli, launch, results, sweep
 from superpos_jax.spec import SweepSpec
 
@@ -39,7 +40,8 @@ def fake_result(spec, diverged=None):
   if n == 2:
     data["phase"] = rng.integers(0, 5, size=grid)
   extra = {"importance_vectors": spec.importance_matrix(), "history_steps": spec.history_steps()}
-  meta = {"spec": spec.to_dict(), "spec_digest": spec.digest(), "env": {"backend": "cpu"},
+  meta = {"spec": spec.to_dict(), "spec_digest": spec.digest(), "identity": spec.identity(),
+          "env": {"backend": "cpu"},
           "timings": {"compile_s": 0.0, "run_s": 1.0}}
   return results.SweepResult(coords=spec.coords(), data=data, extra=extra, meta=meta)
 
@@ -135,7 +137,7 @@ def test_figures_folder_probed_before_training(tmp_path, capsys, trained):
 def test_unreachable_coordinator_fails_fast(tmp_path, capsys, trained, monkeypatch):
   """A worker that cannot reach process 0 says so within the timeout (JAX would hang
   for five minutes, then abort)."""
-  monkeypatch.setattr(launch, "COORDINATOR_TIMEOUT_S", 0.5)
+  monkeypatch.setattr(host, "COORDINATOR_TIMEOUT_S", 0.5)
   with socket.socket() as s:  # a port nobody listens on
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -213,7 +215,7 @@ def test_cached_file_of_another_spec_is_retrained(tmp_path, capsys, trained):
   results.save(fake_result(other), path)
   status, err = run_cli(capsys, *dirs(tmp_path))
   assert status == 0 and trained.calls == 1
-  assert any("another spec" in l and "training again" in l for l in err), err
+  assert any("it is of another spec (steps)" in l and "training again" in l for l in err), err
   assert results.load(path).spec == spec
   # And the retrained file is reused by the next run.
   assert run_cli(capsys, *dirs(tmp_path))[0] == 0 and trained.calls == 1

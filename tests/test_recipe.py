@@ -81,7 +81,8 @@ def fixed_inputs(steps, density):
 def engine_run(W, b, us, importance, density, lr, wd):
   spec = SweepSpec(n=N, m=M, activations=("relu",), batch_size=B, steps=len(us))
   trainer = train.make_train(spec, activations.get("relu"))
-  state = trainer.init(jax.random.key(0))  # fresh AdamW state; W and b replaced below
+  # A fresh AdamW state of this lr and decay; W and b replaced below.
+  state = trainer.init(jax.random.key(0), 1.0, jnp.float32(lr), jnp.float32(wd))
   state = state._replace(params=Params(jnp.asarray(W), jnp.asarray(b)))
   step = jax.jit(trainer.step)
   losses = []
