@@ -504,8 +504,8 @@ def test_optimiser_axes_share_a_start(rng):
   assert len({tuple(k) for k in keys[:, :, :, 0, 0].reshape(-1, 2)}) == S * D * I  # init keys
   trainer = train.make_train(spec, activations.get("relu"))
   init_key = jax.random.wrap_key_data(jnp.asarray(keys[0, 1, 0, 0, 0]))
-  Z = trainer.init(init_key, 1.0).params.W
-  np.testing.assert_array_equal(trainer.init(init_key, 3.0).params.W, 3.0 * Z)
+  Z = trainer.init(init_key, 1.0, 1e-3, 0.01).params.W
+  np.testing.assert_array_equal(trainer.init(init_key, 3.0, 1e-2, 0.0).params.W, 3.0 * Z)
 
 
 def test_default_keys_are_those_of_before_shared_starts():
