@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from superpos_jax import families
-from superpos_jax.spec import SpecError, SweepSpec, check_spec
+from superpos_jax.spec import GRID, SpecError, SweepSpec, check_spec
 from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps, state_bytes
 
 # Matrix-product precisions a run may ask for (`jax.default_matmul_precision` names).
@@ -316,8 +316,7 @@ class Plan:
 
 
 # Fields whose *values* are arrays inside the program (their lengths are static).
-SWEPT = ("densities", "importances", "importance_vectors", "lrs", "seeds", "weight_decays",
-         "init_scales")
+SWEPT = tuple(a.field for a in GRID if a.name != "activation") + ("importance_vectors",)
 
 
 def static_key(spec: SweepSpec) -> tuple:

@@ -34,7 +34,7 @@ import numpy as np
 from superpos_jax import activations, metrics, results
 from superpos_jax.plan import Plan
 from superpos_jax.progress import report
-from superpos_jax.spec import SweepSpec
+from superpos_jax.spec import GRID, SweepSpec
 from superpos_jax.train import TrainOutput, draw_uniforms, make_train, output, scan_steps
 
 
@@ -42,8 +42,9 @@ def _float_bits(x: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.uint32)
 
 
-# Point axes within an activation, in program order; the result's order is `spec.AXES`.
-POINT_AXES = ("seed", "density", "importance", "lr", "weight_decay", "init_scale")
+# Point axes within an activation, in program order (the seed first: chunks are cut per
+# seed, which shares its random numbers); the result's order is `spec.AXES`.
+POINT_AXES = ("seed",) + tuple(a.name for a in GRID if a.name not in ("activation", "seed"))
 # The axes of how a point is optimised (not of the problem it solves): every value of
 # them shares the point's start (see `point_keys`).
 SHARED_START_AXES = ("lr", "weight_decay", "init_scale")

@@ -26,8 +26,31 @@ from superpos_jax.phases import DEFAULT_THRESHOLDS, PhaseThresholds
 RNG_MODES = ("shared", "per_point")
 # The study's seven activations, in the order figures show them.
 STUDY_ACTIVATIONS = ("linear", "relu", "gelu", "silu", "sigmoid", "tanh", "solu")
-# The grid axes, in the order of every result array's leading dimensions.
-AXES = ("activation", "density", "importance", "lr", "weight_decay", "init_scale", "seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+  """One grid axis, declared once: its coordinate name (a result's axis), the
+  `SweepSpec` field that lists its values, what one value is called in messages, and
+  the type of its values."""
+
+  name: str
+  field: str
+  what: str
+  kind: type
+
+
+# The grid axes, in the order of every result array's leading dimensions: the spec's
+# fields, grid shape and coordinates, the result's axes, the program's swept inputs and
+# the plan's static key all read this table.
+GRID = (Axis("activation", "activations", "activation", str),
+        Axis("density", "densities", "density", float),
+        Axis("importance", "importances", "importance", float),
+        Axis("lr", "lrs", "learning rate", float),
+        Axis("weight_decay", "weight_decays", "weight decay", float),
+        Axis("init_scale", "init_scales", "init scale", float),
+        Axis("seed", "seeds", "seed", int))
+AXES = tuple(a.name for a in GRID)
 
 
 class SpecError(ValueError, TypeError):
@@ -74,8 +97,8 @@ _INT_FIELDS = ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_
 _FLOAT_FIELDS = ("phase_encoded", "phase_not_encoded")
 _NAME_FIELDS = ("importance_kind", "init", "rng", "init_rng", "model", "data", "optimizer")
 # Swept float axes: field -> what its error messages call one value.
-_FLOAT_AXES = (("densities", "density"), ("importances", "importance"), ("lrs", "learning rate"),
-               ("weight_decays", "weight decay"), ("init_scales", "init scale"))
+_FLOAT_AXES = tuple((a.field, a.what) for a in GRID if a.kind is float)
+_CAST = {str: str, float: float, int: operator.index}
 
 
 def as_tuple(field: str, values: Any, cast) -> tuple:
@@ -211,9 +234,9 @@ class SweepSpec:
       if not isinstance(v, str):
         raise SpecError(f"{f} must be a string, got {v!r}")
     # Accept lists from callers, store tuples so the spec stays hashable.
-    for f, cast in (("activations", str), *((f, float) for f, _ in _FLOAT_AXES),
-                    ("seeds", operator.index)):
-      object.__setattr__(self, f, as_tuple(f, getattr(self, f), cast))
+    for axis in GRID:
+      object.__setattr__(self, axis.field, as_tuple(axis.field, getattr(self, axis.field),
+                                                    _CAST[axis.kind]))
     if self.importance_vectors is not None:
       vecs = as_tuple("importance_vectors", self.importance_vectors,
                        lambda v: as_tuple("each importance vector", v, float))
@@ -234,8 +257,8 @@ class SweepSpec:
     need(self.steps // self.log_every <= MAX_WINDOWS,
          f"steps / log_every must be at most {MAX_WINDOWS:,} loss-history windows "
          f"(got {self.steps:,} / {self.log_every:,})")
-    for f in ("activations", *(f for f, _ in _FLOAT_AXES), "seeds"):
-      need(len(getattr(self, f)) >= 1, f"{f} must not be empty")
+    for axis in GRID:
+      need(len(getattr(self, axis.field)) >= 1, f"{axis.field} must not be empty")
     if _CHECK_REGISTRY.get():
       from superpos_jax import activations  # the registry holds jax functions
       for name in self.activations:
@@ -308,8 +331,7 @@ class SweepSpec:
   @property
   def grid_shape(self) -> tuple[int, ...]:
     """`(A, D, I, L, WD, AL, S)`, the leading shape of every result array (axes `AXES`)."""
-    return (len(self.activations), len(self.densities), len(self.importances),
-            len(self.lrs), len(self.weight_decays), len(self.init_scales), len(self.seeds))
+    return tuple(len(getattr(self, axis.field)) for axis in GRID)
 
   @property
   def weight_decay(self) -> float:
@@ -328,15 +350,8 @@ class SweepSpec:
 
   def coords(self) -> dict[str, np.ndarray]:
     """Coordinate values of every grid axis, keyed by `AXES`."""
-    return {
-        "activation": np.asarray(self.activations),
-        "density": np.asarray(self.densities, np.float64),
-        "importance": np.asarray(self.importances, np.float64),
-        "lr": np.asarray(self.lrs, np.float64),
-        "weight_decay": np.asarray(self.weight_decays, np.float64),
-        "init_scale": np.asarray(self.init_scales, np.float64),
-        "seed": np.asarray(self.seeds, np.int64),
-    }
+    dtype = {str: None, float: np.float64, int: np.int64}
+    return {a.name: np.asarray(getattr(self, a.field), dtype[a.kind]) for a in GRID}
 
   def importance_matrix(self) -> np.ndarray:
     """`[I, n]` importance vectors of the importance axis."""
