@@ -230,3 +230,18 @@ def test_checkpoint_cost_rows():
     r["overhead_pct"] = 0.0
   assert "| w | 12 x 60 | staged, every | 6 |" in checkpoints.markdown(
       {"w": {"models": 12, "steps": 60, "ways": ways}})
+
+
+def test_a_rerun_that_saves_beside_ignored_checkpoints_never_meets_their_steps(tmp_path, capfd):
+  """Was a bug: a checkpoint ignored (another spec here; another layout, or damaged, in
+  the issue) and a rerun saving again raised orbax's StepAlreadyExistsError, on every
+  rerun. Saves are numbered by a counter that only grows: the rerun and the one after it
+  finish, and the ignored checkpoints are removed at the first save."""
+  _checkpointed(tmp_path, 30)
+  before = sorted(int(d) for d in os.listdir(tmp_path) if d.isdigit())
+  other = SweepSpec(**dict(SPEC, densities=(1.0, 0.2, 0.02)))
+  for _ in range(2):
+    res = sweep.run(other, progress=False, checkpoint_dir=str(tmp_path), checkpoint_every=0)
+  after = sorted(int(d) for d in os.listdir(tmp_path) if d.isdigit())
+  assert min(after) > max(before) and len(after) == checkpoint.KEEP
+  _same(res, sweep.run(other, progress=False))
