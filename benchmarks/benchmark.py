@@ -53,6 +53,12 @@ N10 = dict(n=10, m=5, densities=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001),
            importance_kind="geometric", importances=(0.7,), seeds=(0, 1, 2))
 N200 = dict(n=200, m=20, densities=tuple(20.0 ** -np.linspace(0, 1, 20)),
             importance_kind="uniform", importances=(1.0,), seeds=(0,))
+# The ReLU workloads trained by occhio's ModelGrid too (one activation per grid): n = 2 on
+# a 20 x 20 density x relative-importance grid as its phase-change examples (21 x 21),
+# n = 200 at the study's 20 densities; 2 seeds each, for the check's seed noise.
+N2_RELU = dict(N2, activations=("relu",), densities=tuple(np.geomspace(0.01, 1.0, 20)),
+               importances=tuple(np.geomspace(0.1, 10.0, 20)), seeds=(0, 1))
+N200_RELU = dict(N200, activations=("relu",), seeds=(0, 1))
 PRESETS = {
     "full": dict(
         activations=activations.STUDY,
@@ -63,6 +69,8 @@ PRESETS = {
                  "looped-switch": dict(steps_fraction=0.1),
                  "torch-eager": dict(steps_fraction=0.25),
                  "torch-compile": dict(steps_fraction=0.25)},
+        relu_workloads={"n2-relu": dict(N2_RELU, steps=2000, log_every=100),
+                        "n200-relu": dict(N200_RELU, steps=500, log_every=50)},
         scaling={"n2": dict(models=(1, 10, 100, 1_000, 10_000, 100_000), steps=200),
                  "n200": dict(models=(1, 4, 16, 64, 256, 1024), steps=20)},
         isolate=True),
@@ -74,6 +82,8 @@ PRESETS = {
                                log_every=20),
                    "n200": dict(N200, densities=(1.0, 0.05), steps=10, log_every=5)},
         subsets={"looped-jit": dict(per_activation=2), "looped-step": dict(per_activation=1)},
+        relu_workloads={"n2-relu": dict(N2_RELU, densities=(0.01, 0.1, 1.0),
+                                        importances=(0.1, 10.0), steps=20, log_every=10)},
         scaling={"n2": dict(models=(1, 100), steps=20),
                  "n200": dict(models=(1, 4), steps=5)},
         isolate=False),
@@ -111,8 +121,23 @@ NOTES = [
 
 
 def workload_spec(preset: dict, name: str) -> SweepSpec:
+  """The spec of workload `name`: the study's activations, or a ReLU workload's own."""
+  if name in preset.get("relu_workloads", {}):
+    return SweepSpec(**preset["relu_workloads"][name], **COMMON)
   return SweepSpec(**dict(preset["workloads"][name], **COMMON,
                           activations=preset["activations"]))
+
+
+def all_workloads(preset: dict) -> tuple[str, ...]:
+  return tuple(preset["workloads"]) + tuple(preset.get("relu_workloads", {}))
+
+
+def occhio_check(spec: SweepSpec, landed: dict) -> dict:
+  """occhio_way.compare of the engine's and occhio's final W (imported only when occhio ran)."""
+  import occhio_way
+  if "occhio" not in landed:
+    return {}
+  return occhio_way.compare(spec, landed["vmapped"], landed["occhio"])
 
 
 def scaling_spec(name: str, models: int, steps: int) -> SweepSpec:
@@ -135,7 +160,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="folder for the figures (default: figures/ for the full preset, "
                       "figures/<preset>/ for the others)")
   p.add_argument("--workloads", type=cli.name_list,
-                 help=f"comma-separated subset of {','.join(PRESETS['full']['workloads'])}")
+                 help=f"comma-separated subset of {','.join(all_workloads(PRESETS['full']))}")
   p.add_argument("--skip-scaling", action="store_true", help="no scaling series")
   p.add_argument("--skip-layouts", action="store_true",
                  help="no default-vs-autotuned layout rows (benchmarks/layouts.py)")
@@ -163,14 +188,19 @@ def measure_all(args, preset: dict, names: tuple, devices: list, isolate: bool) 
   """The report's workloads, progress overhead, profile and scaling sections."""
   log = lambda msg: cli.log(args, msg)
   out = {"workloads": {}, "scaling": {}}
+  relu = preset.get("relu_workloads", {})
   for name in names:
     spec = workload_spec(preset, name)
     log(f"[{NAME}] {name}: {spec.num_models:,} models x {spec.steps:,} steps, batch "
         f"{spec.batch_size}, {len(devices)} {args.backend} device(s)")
+    # occhio on the ReLU workloads, between two runs of the engine (load changes show).
+    kw = (dict(ways=("vmapped",) + harness.OCCHIO_WAYS, bracket=True, check=occhio_check)
+          if name in relu else {})
     out["workloads"][name] = {
         "n": spec.n, "m": spec.m, "spec": spec.to_dict(),
         **harness.benchmark_workload(spec, preset["subsets"], backend=args.backend,
-                                     isolate=isolate, log=log)}
+                                     isolate=isolate, log=log, **kw)}
+  names = tuple(name for name in names if name not in relu)  # the rest: the study's grids
   if "n2" in names:
     log(f"[{NAME}] progress display overhead (n2)")
     out["progress_overhead"] = harness.progress_overhead(workload_spec(preset, "n2"), devices)
@@ -228,11 +258,11 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   cli.configure_host(args.backend)  # first: XLA reads its flags when the backend starts
   preset = PRESETS[args.preset]
-  names = args.workloads or tuple(preset["workloads"])
-  unknown = [w for w in names if w not in preset["workloads"]]
+  names = args.workloads or all_workloads(preset)
+  unknown = [w for w in names if w not in all_workloads(preset)]
   if unknown:
     raise cli.UserError(f"unknown workload(s) {', '.join(unknown)}; valid: "
-                        f"{', '.join(preset['workloads'])}")
+                        f"{', '.join(all_workloads(preset))}")
   isolate = preset["isolate"] if args.isolate is None else args.isolate
   devices = launch.select_devices(args.backend)
   t0 = time.perf_counter()
@@ -243,6 +273,9 @@ def main(argv=None) -> None:
   except harness.JobError as e:
     raise cli.UserError(str(e)) from None
   report["notes"] = NOTES + skipped_notes(report["workloads"])
+  if any("occhio" in w["ways"] for w in report["workloads"].values()):
+    import occhio_way
+    report["notes"] += occhio_way.notes()
   report["elapsed_s"] = time.perf_counter() - t0
   report["machine"]["load_average_end"] = harness.machine_info(args.backend)[
       "load_average_1_5_15min"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import profiler
-from harness import ALL_WAYS
+from harness import KNOWN_WAYS
 
-_COLORS = dict(zip(ALL_WAYS, ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868",
-                              "#937860")))
+_COLORS = dict(zip(KNOWN_WAYS, ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868",
+                                "#937860", "#da8bc3")))
 
 
 def _fmt(v: Any, spec: str = ",.0f", missing: str = "-") -> str:
@@ -56,7 +56,28 @@ def _ways_table(report: dict[str, Any], markdown: bool) -> list[str]:
                    _fmt(r["peak_rss_mb"], ".0f", "n/a"), _fmt(r["max_abs_diff_W"], ".1e")])
     for way in w.get("skipped", {}):  # the reasons are in the report's notes
       rows.append([f"{name} (n={w['n']}, m={w['m']})", way, "skipped"] + [""] * (len(head) - 3))
-  return _table(head, rows, markdown) + [""] + _bullets(notes + report["notes"], markdown)
+  checks = [_check_line(name, w) for name, w in report["workloads"].items() if w.get("check")]
+  return (_table(head, rows, markdown) + [""] + _bullets(notes + checks + report["notes"],
+                                                        markdown))
+
+
+def _check_line(name: str, w: dict[str, Any]) -> str:
+  """Where occhio's models landed against the engine's (`occhio_way.compare`)."""
+  c = w["check"]
+  verdict = "within seed noise" if c["holds"] else "NOT within seed noise"
+  if c["quantity"] == "phase":
+    cf = c["closed-form agreement"]
+    return (f"{name} check: the n = 2 phase of a model differs between occhio and the "
+            f"engine for {c['cross']:.1%} of (point, seed pair)s, between two seeds of one "
+            f"implementation for {c['within']:.1%}: {verdict} ({c['rule']}); agreement "
+            f"with the closed-form ReLU phase: engine {cf['engine']:.1%}, occhio "
+            f"{cf['occhio']:.1%}.")
+  d = c["dstar by density (seed mean)"]
+  return (f"{name} check: D* = m/||W||_F^2 differs between occhio and the engine by "
+          f"{c['cross']:.3f} on average (density, seed pair), between two seeds of one "
+          f"implementation by {c['within']:.3f}: {verdict} ({c['rule']}); D* at the "
+          f"densest / sparsest density, seed mean: engine {d['engine'][0]:.3f} / "
+          f"{d['engine'][-1]:.3f}, occhio {d['occhio'][0]:.3f} / {d['occhio'][-1]:.3f}.")
 
 
 def _scaling_table(report: dict[str, Any], markdown: bool) -> list[str]:
@@ -113,7 +134,7 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
 def _speed_bars(ax, report: dict[str, Any]) -> None:
   """One bar per workload and measured way, the speed-up against vmapped written on top."""
   workloads = list(report["workloads"].values())
-  ways = [way for way in ALL_WAYS if any(way in w["ways"] for w in workloads)]
+  ways = [way for way in KNOWN_WAYS if any(way in w["ways"] for w in workloads)]
   width = 0.8 / len(ways)
   for j, way in enumerate(ways):
     for i, w in enumerate(workloads):
