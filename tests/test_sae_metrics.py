@@ -178,3 +178,26 @@ def test_the_programs_statistics_give_saelens_numbers():
   assert got["precision"] == pytest.approx(cls.precision, rel=1e-5)
   assert got["recall"] == pytest.approx(cls.recall, rel=1e-5)
   assert got["explained variance"] == pytest.approx(calc.compute(), rel=1e-4)
+
+
+@needs_saelens
+@pytest.mark.slow
+def test_saelens_check_quick(tmp_path):
+  """benchmarks/saelens_check.py end to end on a tiny grid: SAELens's own MCC agrees with
+  sae_metrics on its SAEs (the script fails otherwise), timings and both MCCs written."""
+  import json
+  import os
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, os.path.join(repo, "benchmarks", "saelens_check.py"),
+                         "--preset", "quick", "--out", str(tmp_path / "runs"),
+                         "--figures", str(tmp_path)], capture_output=True, text=True,
+                        timeout=900, cwd=repo)
+  assert proc.returncode == 0, proc.stderr
+  report = json.loads((tmp_path / "saelens_check.json").read_text())
+  assert report["timings"]["saes"] == 4 and report["timings"]["saelens_train_s"] > 0
+  mcc = report["per activation and density"]["mcc"]
+  for way in ("engine", "saelens"):
+    v = np.array(mcc[way]["relu"], float)
+    assert v.shape == (2,) and np.all((v > 0) & (v <= 1))
