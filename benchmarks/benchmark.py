@@ -19,14 +19,21 @@ workload says where its time goes (matmuls, elementwise ops, reductions, random 
 copies, dispatch) and how fast its matmuls run against a large GEMM
 (benchmarks/profiler.py).
 
+With the bench extra, occhio's ModelGrid (benchmarks/occhio_way.py) trains the ReLU
+workloads n2-relu (20 x 20 densities x relative importances) and n200-relu (the study's
+20 densities), between two runs of the engine on the same grid, and a check says whether
+its models land in the engine's phases / D* within seed noise.
+
 Writes <out>/benchmark.json, <out>/benchmark.md (the tables, for the README) and
 <figures>/benchmark_speed.png, <figures>/benchmark_scaling.png (figures/ for the full
-preset, figures/quick/ for the quick one).
+preset, figures/quick/ for the quick one; --name changes "benchmark").
 
   python benchmarks/benchmark.py                   # full preset (minutes), CPU
   python benchmarks/benchmark.py --backend gpu
   python benchmarks/benchmark.py --preset quick    # seconds: checks that it works
   python benchmarks/benchmark.py --workloads n2,n10 --skip-scaling --skip-profile
+  python benchmarks/benchmark.py --workloads n2-relu,n200-relu --name benchmark_occhio \
+      --skip-scaling --skip-profile --skip-layouts --skip-checkpoints --out figures
 """
 
 import argparse
@@ -112,7 +119,8 @@ NOTES = [
     "process per measurement; n/a when measurements shared a process (--no-isolate).",
     "torch-eager, torch-compile: the TMS notebook's loop (benchmarks/torch_way.py), one "
     "W [instances, m, n] per activation with all its grid points as instances, "
-    "torch.set_num_threads(cores); same data distribution, loss, AdamW and batch as the "
+    "torch threads: the faster of 1 and one per core on a 5-step eager trial "
+    "(thread_probe_s); same data distribution, loss, AdamW and batch as the "
     "engine, but torch's random numbers (no dW check). Their compile s: torch-compile's "
     "torch.compile of the loss, forward and backward (once per activation); "
     "torch-eager's first step. Busy cores slow them far more than the engine: compare "
@@ -159,6 +167,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--figures", default=None,
                  help="folder for the figures (default: figures/ for the full preset, "
                       "figures/<preset>/ for the others)")
+  p.add_argument("--name", default=NAME,
+                 help=f"base name of the files it writes (default {NAME}: {NAME}.json, "
+                      f"{NAME}.md, {NAME}_speed.png, ...); another keeps a partial run "
+                      "(--workloads) beside the full one")
   p.add_argument("--workloads", type=cli.name_list,
                  help=f"comma-separated subset of {','.join(all_workloads(PRESETS['full']))}")
   p.add_argument("--skip-scaling", action="store_true", help="no scaling series")
@@ -241,12 +253,13 @@ def _write_text(path: str, text: str) -> None:
 
 def write_report(args: argparse.Namespace, report: dict) -> None:
   """benchmark.json and benchmark.md to --out, the figures, the table to stdout."""
-  _write_text(os.path.join(args.out, f"{NAME}.json"), json.dumps(report, indent=1))
-  _write_text(os.path.join(args.out, f"{NAME}.md"), tables.format_report(report, markdown=True))
+  _write_text(os.path.join(args.out, f"{args.name}.json"), json.dumps(report, indent=1))
+  _write_text(os.path.join(args.out, f"{args.name}.md"),
+              tables.format_report(report, markdown=True))
   figures = {"speed": tables.figure_speed(report)} if report["workloads"] else {}
   if report["scaling"]:
     figures["scaling"] = tables.figure_scaling(report)
-  launch.save_figures(args, NAME, figures, folder=figures_dir(args))
+  launch.save_figures(args, args.name, figures, folder=figures_dir(args))
   print(tables.format_report(report))
   if "progress_overhead" in report:
     po = report["progress_overhead"]

@@ -148,14 +148,16 @@ def _train_torch(way: str, spec: SweepSpec) -> tuple:
     import torch_way
   except ImportError as e:
     raise WaySkipped(f"{TORCH_MISSING}: {e}") from None
+  threads, probe = torch_way.choose_threads(spec)
   try:
-    run = torch_way.train_grid(spec, compile=way == "torch-compile")
+    run = torch_way.train_grid(spec, compile=way == "torch-compile", threads=threads)
   except torch_way.CompileFailed as e:
     raise WaySkipped(f"torch.compile failed here: {e}") from None
   # No W: torch draws other random numbers, so a dW against vmapped would measure noise.
   torch = torch_way.torch
   return (run.compile_s, run.run_s, {}, range(spec.num_models),
-          {"torch": torch.__version__, "torch_threads": torch.get_num_threads()})
+          {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+           "thread_probe_s": probe})
 
 
 def _train_occhio(spec: SweepSpec) -> tuple:
