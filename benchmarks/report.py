@@ -170,8 +170,12 @@ def figure_speed(report: dict[str, Any]):
   mach = report["machine"]
   ax.set_title("Training throughput, batch 1024: numbers on bars = how many times faster "
                "vmapped runs", fontsize=10)
+  load = mach.get("load_average_1_5_15min")
+  end = mach.get("load_average_end")
   fig.suptitle(f"{mach['cpu']}, {mach['cores']} cores, {mach['backend']} x"
-               f"{mach['device_count']}, jax {mach['jax']}, {mach['date'][:10]}", fontsize=8)
+               f"{mach['device_count']}, jax {mach['jax']}, {mach['date'][:10]}"
+               + (f"; load average {load[0]:.1f} at the start" if load else "")
+               + (f", {end[0]:.1f} at the end" if end else ""), fontsize=8)
   return fig
 
 
