@@ -19,14 +19,21 @@ workload says where its time goes (matmuls, elementwise ops, reductions, random 
 copies, dispatch) and how fast its matmuls run against a large GEMM
 (benchmarks/profiler.py).
 
+With the bench extra, occhio's ModelGrid (benchmarks/occhio_way.py) trains the ReLU
+workloads n2-relu (20 x 20 densities x relative importances) and n200-relu (the study's
+20 densities), between two runs of the engine on the same grid, and a check says whether
+its models land in the engine's phases / D* within seed noise.
+
 Writes <out>/benchmark.json, <out>/benchmark.md (the tables, for the README) and
 <figures>/benchmark_speed.png, <figures>/benchmark_scaling.png (figures/ for the full
-preset, figures/quick/ for the quick one).
+preset, figures/quick/ for the quick one; --name changes "benchmark").
 
   python benchmarks/benchmark.py                   # full preset (minutes), CPU
   python benchmarks/benchmark.py --backend gpu
   python benchmarks/benchmark.py --preset quick    # seconds: checks that it works
   python benchmarks/benchmark.py --workloads n2,n10 --skip-scaling --skip-profile
+  python benchmarks/benchmark.py --workloads n2-relu,n200-relu --name benchmark_occhio \
+      --skip-scaling --skip-profile --skip-layouts --skip-checkpoints --out figures
 """
 
 import argparse
@@ -53,6 +60,12 @@ N10 = dict(n=10, m=5, densities=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001),
            importance_kind="geometric", importances=(0.7,), seeds=(0, 1, 2))
 N200 = dict(n=200, m=20, densities=tuple(20.0 ** -np.linspace(0, 1, 20)),
             importance_kind="uniform", importances=(1.0,), seeds=(0,))
+# The ReLU workloads trained by occhio's ModelGrid too (one activation per grid): n = 2 on
+# a 20 x 20 density x relative-importance grid as its phase-change examples (21 x 21),
+# n = 200 at the study's 20 densities; 2 seeds each, for the check's seed noise.
+N2_RELU = dict(N2, activations=("relu",), densities=tuple(np.geomspace(0.01, 1.0, 20)),
+               importances=tuple(np.geomspace(0.1, 10.0, 20)), seeds=(0, 1))
+N200_RELU = dict(N200, activations=("relu",), seeds=(0, 1))
 PRESETS = {
     "full": dict(
         activations=STUDY_ACTIVATIONS,
@@ -63,6 +76,8 @@ PRESETS = {
                  "looped-switch": dict(steps_fraction=0.1),
                  "torch-eager": dict(steps_fraction=0.25),
                  "torch-compile": dict(steps_fraction=0.25)},
+        relu_workloads={"n2-relu": dict(N2_RELU, steps=2000, log_every=100),
+                        "n200-relu": dict(N200_RELU, steps=500, log_every=50)},
         scaling={"n2": dict(models=(1, 10, 100, 1_000, 10_000, 100_000), steps=200),
                  "n200": dict(models=(1, 4, 16, 64, 256, 1024), steps=20)},
         isolate=True),
@@ -74,6 +89,8 @@ PRESETS = {
                                log_every=20),
                    "n200": dict(N200, densities=(1.0, 0.05), steps=10, log_every=5)},
         subsets={"looped-jit": dict(per_activation=2), "looped-step": dict(per_activation=1)},
+        relu_workloads={"n2-relu": dict(N2_RELU, densities=(0.01, 0.1, 1.0),
+                                        importances=(0.1, 10.0), steps=20, log_every=10)},
         scaling={"n2": dict(models=(1, 100), steps=20),
                  "n200": dict(models=(1, 4), steps=5)},
         isolate=False),
@@ -102,7 +119,8 @@ NOTES = [
     "process per measurement; n/a when measurements shared a process (--no-isolate).",
     "torch-eager, torch-compile: the TMS notebook's loop (benchmarks/torch_way.py), one "
     "W [instances, m, n] per activation with all its grid points as instances, "
-    "torch.set_num_threads(cores); same data distribution, loss, AdamW and batch as the "
+    "torch threads: the faster of 1 and one per core on a 5-step eager trial "
+    "(thread_probe_s); same data distribution, loss, AdamW and batch as the "
     "engine, but torch's random numbers (no dW check). Their compile s: torch-compile's "
     "torch.compile of the loss, forward and backward (once per activation); "
     "torch-eager's first step. Busy cores slow them far more than the engine: compare "
@@ -111,8 +129,23 @@ NOTES = [
 
 
 def workload_spec(preset: dict, name: str) -> SweepSpec:
+  """The spec of workload `name`: the study's activations, or a ReLU workload's own."""
+  if name in preset.get("relu_workloads", {}):
+    return SweepSpec(**preset["relu_workloads"][name], **COMMON)
   return SweepSpec(**dict(preset["workloads"][name], **COMMON,
                           activations=preset["activations"]))
+
+
+def all_workloads(preset: dict) -> tuple[str, ...]:
+  return tuple(preset["workloads"]) + tuple(preset.get("relu_workloads", {}))
+
+
+def occhio_check(spec: SweepSpec, landed: dict) -> dict:
+  """occhio_way.compare of the engine's and occhio's final W (imported only when occhio ran)."""
+  import occhio_way
+  if "occhio" not in landed:
+    return {}
+  return occhio_way.compare(spec, landed["vmapped"], landed["occhio"])
 
 
 def scaling_spec(name: str, models: int, steps: int) -> SweepSpec:
@@ -134,8 +167,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--figures", default=None,
                  help="folder for the figures (default: figures/ for the full preset, "
                       "figures/<preset>/ for the others)")
+  p.add_argument("--name", default=NAME,
+                 help=f"base name of the files it writes (default {NAME}: {NAME}.json, "
+                      f"{NAME}.md, {NAME}_speed.png, ...); another keeps a partial run "
+                      "(--workloads) beside the full one")
   p.add_argument("--workloads", type=cli.name_list,
-                 help=f"comma-separated subset of {','.join(PRESETS['full']['workloads'])}")
+                 help=f"comma-separated subset of {','.join(all_workloads(PRESETS['full']))}")
   p.add_argument("--skip-scaling", action="store_true", help="no scaling series")
   p.add_argument("--skip-layouts", action="store_true",
                  help="no default-vs-autotuned layout rows (benchmarks/layouts.py)")
@@ -163,14 +200,19 @@ def measure_all(args, preset: dict, names: tuple, devices: list, isolate: bool) 
   """The report's workloads, progress overhead, profile and scaling sections."""
   log = lambda msg: cli.log(args, msg)
   out = {"workloads": {}, "scaling": {}}
+  relu = preset.get("relu_workloads", {})
   for name in names:
     spec = workload_spec(preset, name)
     log(f"[{NAME}] {name}: {spec.num_models:,} models x {spec.steps:,} steps, batch "
         f"{spec.batch_size}, {len(devices)} {args.backend} device(s)")
+    # occhio on the ReLU workloads, between two runs of the engine (load changes show).
+    kw = (dict(ways=("vmapped",) + harness.OCCHIO_WAYS, bracket=True, check=occhio_check)
+          if name in relu else {})
     out["workloads"][name] = {
         "n": spec.n, "m": spec.m, "spec": spec.to_dict(),
         **harness.benchmark_workload(spec, preset["subsets"], backend=args.backend,
-                                     isolate=isolate, log=log)}
+                                     isolate=isolate, log=log, **kw)}
+  names = tuple(name for name in names if name not in relu)  # the rest: the study's grids
   if "n2" in names:
     log(f"[{NAME}] progress display overhead (n2)")
     out["progress_overhead"] = harness.progress_overhead(workload_spec(preset, "n2"), devices)
@@ -211,12 +253,13 @@ def _write_text(path: str, text: str) -> None:
 
 def write_report(args: argparse.Namespace, report: dict) -> None:
   """benchmark.json and benchmark.md to --out, the figures, the table to stdout."""
-  _write_text(os.path.join(args.out, f"{NAME}.json"), json.dumps(report, indent=1))
-  _write_text(os.path.join(args.out, f"{NAME}.md"), tables.format_report(report, markdown=True))
+  _write_text(os.path.join(args.out, f"{args.name}.json"), json.dumps(report, indent=1))
+  _write_text(os.path.join(args.out, f"{args.name}.md"),
+              tables.format_report(report, markdown=True))
   figures = {"speed": tables.figure_speed(report)} if report["workloads"] else {}
   if report["scaling"]:
     figures["scaling"] = tables.figure_scaling(report)
-  launch.save_figures(args, NAME, figures, folder=figures_dir(args))
+  launch.save_figures(args, args.name, figures, folder=figures_dir(args))
   print(tables.format_report(report))
   if "progress_overhead" in report:
     po = report["progress_overhead"]
@@ -228,11 +271,11 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   cli.configure_host(args.backend, compile_cache=False)  # first: XLA reads its flags when the backend starts; compile times measured, not loaded
   preset = PRESETS[args.preset]
-  names = args.workloads or tuple(preset["workloads"])
-  unknown = [w for w in names if w not in preset["workloads"]]
+  names = args.workloads or all_workloads(preset)
+  unknown = [w for w in names if w not in all_workloads(preset)]
   if unknown:
     raise cli.UserError(f"unknown workload(s) {', '.join(unknown)}; valid: "
-                        f"{', '.join(preset['workloads'])}")
+                        f"{', '.join(all_workloads(preset))}")
   isolate = preset["isolate"] if args.isolate is None else args.isolate
   devices = launch.select_devices(args.backend)
   t0 = time.perf_counter()
@@ -243,6 +286,9 @@ def main(argv=None) -> None:
   except harness.JobError as e:
     raise cli.UserError(str(e)) from None
   report["notes"] = NOTES + skipped_notes(report["workloads"])
+  if any("occhio" in w["ways"] for w in report["workloads"].values()):
+    import occhio_way
+    report["notes"] += occhio_way.notes()
   report["elapsed_s"] = time.perf_counter() - t0
   report["machine"]["load_average_end"] = harness.machine_info(args.backend)[
       "load_average_1_5_15min"]

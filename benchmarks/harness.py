@@ -36,6 +36,10 @@ WAYS = ("vmapped", "looped-jit", "looped-step", "looped-switch")
 # The notebook's PyTorch loop, eager and compiled: optional (pip install -e '.[bench]').
 TORCH_WAYS = ("torch-eager", "torch-compile")
 ALL_WAYS = WAYS + TORCH_WAYS
+# occhio's ModelGrid (benchmarks/occhio_way.py): one activation per grid, so only on
+# the ReLU workloads; optional like torch.
+OCCHIO_WAYS = ("occhio",)
+KNOWN_WAYS = ALL_WAYS + OCCHIO_WAYS
 
 RNG_NOTES = {
     "vmapped": "one [n, B] uniform draw per step per seed, read by every chunk of that "
@@ -49,8 +53,11 @@ RNG_NOTES = {
                    "so no dW check against vmapped)",
     "torch-compile": "one [B, n] torch.rand draw per step per model (torch's generator, "
                      "so no dW check against vmapped)",
+    "occhio": "one [B, n] mask and one [B, n] value draw per step per distinct (density, "
+              "seed), shared by its models (occhio's generator, so no dW check)",
 }
 TORCH_MISSING = "torch is not installed (pip install -e '.[bench]')"
+OCCHIO_MISSING = "occhio is not installed (pip install -e '.[bench]')"
 
 
 class WaySkipped(Exception):
@@ -69,6 +76,8 @@ class Job:
       None = all. `summarize` scales the subset's run time to the whole job.
     report_points: points whose final W the report includes (for the cross-check).
     backend: JAX backend.
+    all_W: report every model's final W as "W_all" `[P, m, n]` (a way that trains the
+      whole grid for all steps), for a check of where the models land.
   """
 
   way: str
@@ -77,6 +86,7 @@ class Job:
   steps: int | None = None
   report_points: tuple[int, ...] = ()
   backend: str = "cpu"
+  all_W: bool = False
 
 
 class JobError(RuntimeError):
@@ -121,6 +131,8 @@ def _train(way: str, spec: SweepSpec, points: list[int], devices) -> tuple:
     return (*looped.looped_switch(spec, devices), range(spec.num_models), {})
   if way in TORCH_WAYS:
     return _train_torch(way, spec)
+  if way in OCCHIO_WAYS:
+    return _train_occhio(spec)
   with jax.default_device(devices[0]):  # a plain loop runs on one device
     ways = {"looped-jit": looped.looped_jit, "looped-step": looped.looped_step}
     return (*ways[way](spec, points), points, {})
@@ -136,14 +148,35 @@ def _train_torch(way: str, spec: SweepSpec) -> tuple:
     import torch_way
   except ImportError as e:
     raise WaySkipped(f"{TORCH_MISSING}: {e}") from None
+  threads, probe = torch_way.choose_threads(spec)
   try:
-    run = torch_way.train_grid(spec, compile=way == "torch-compile")
+    run = torch_way.train_grid(spec, compile=way == "torch-compile", threads=threads)
   except torch_way.CompileFailed as e:
     raise WaySkipped(f"torch.compile failed here: {e}") from None
   # No W: torch draws other random numbers, so a dW against vmapped would measure noise.
   torch = torch_way.torch
   return (run.compile_s, run.run_s, {}, range(spec.num_models),
-          {"torch": torch.__version__, "torch_threads": torch.get_num_threads()})
+          {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+           "thread_probe_s": probe})
+
+
+def _train_occhio(spec: SweepSpec) -> tuple:
+  """`_train` of occhio's ModelGrid, imported only here (see `_train_torch`).
+
+  Raises:
+    WaySkipped: torch or occhio is missing.
+  """
+  try:
+    import occhio  # noqa: F401
+    import torch
+  except ImportError as e:
+    raise WaySkipped(f"{OCCHIO_MISSING}: {e}") from None
+  import occhio_way
+  run = occhio_way.train_grid(spec)
+  return (run.setup_s, run.run_s, {}, range(spec.num_models),
+          {"occhio": occhio_way.version(), "torch": torch.__version__,
+           "torch_threads": run.threads, "thread_probe_s": run.probe,
+           "W_all": run.W.tolist()})
 
 
 def measure(job: Job) -> dict[str, Any]:
@@ -161,8 +194,8 @@ def measure(job: Job) -> dict[str, Any]:
     (none for the PyTorch ways). A way that cannot run here gives only way and skipped
     (the reason).
   """
-  if job.way not in ALL_WAYS:
-    raise ValueError(f"unknown way {job.way!r}; valid: {', '.join(ALL_WAYS)}")
+  if job.way not in KNOWN_WAYS:
+    raise ValueError(f"unknown way {job.way!r}; valid: {', '.join(KNOWN_WAYS)}")
   spec = SweepSpec.from_dict(job.spec)
   devices = jax.devices(job.backend)
   rss_baseline = peak_rss_mb()
@@ -173,6 +206,10 @@ def measure(job: Job) -> dict[str, Any]:
     compile_s, run_s, W, points, extra = _train(job.way, spec, points, devices)
   except WaySkipped as e:
     return {"way": job.way, "skipped": str(e)}
+  if job.all_W and "W_all" not in extra and len(W) == spec.num_models:
+    extra["W_all"] = np.stack([W[p] for p in range(spec.num_models)]).tolist()
+  elif not job.all_W:
+    extra.pop("W_all", None)
   return {"way": job.way, "models": len(points), "steps": spec.steps,
           "compile_s": compile_s, "run_s": run_s,
           "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": rss_baseline,
@@ -208,7 +245,8 @@ def _scaled_row(spec: SweepSpec, way: str, m: dict[str, Any], isolated: bool) ->
   """One way's report row, its run time scaled linearly to the whole grid and steps."""
   total, done = spec.num_models * spec.steps, m["models"] * m["steps"]
   memory = ("peak_rss_mb", "rss_baseline_mb", "peak_device_mb")
-  torch = {k: m[k] for k in ("torch", "torch_threads") if k in m}
+  torch = {k: m[k] for k in ("torch", "torch_threads", "occhio", "thread_probe_s", "run_s_runs")
+           if k in m}
   return {"models": spec.num_models, "steps": spec.steps,
           "compile_s": m["compile_s"], "run_s": m["run_s"] * total / done,
           "model_steps_per_s": done / m["run_s"],
@@ -273,8 +311,19 @@ def _plan_jobs(spec: SweepSpec, subsets: dict[str, dict[str, Any]],
   return jobs
 
 
+def _bracketed(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+  """The reference way measured before and after the others: its mean run time (both
+  kept in "run_s_runs"), so that a change of the machine's load shows and is shared."""
+  out = dict(first, run_s=(first["run_s"] + last["run_s"]) / 2,
+             run_s_runs=[first["run_s"], last["run_s"]])
+  out["peak_rss_mb"] = max(first["peak_rss_mb"], last["peak_rss_mb"])
+  return out
+
+
 def benchmark_workload(spec: SweepSpec, subsets: dict[str, dict[str, Any]], *,
                        backend: str, isolate: bool, ways: Sequence[str] = ALL_WAYS,
+                       bracket: bool = False,
+                       check: Callable[[SweepSpec, dict], dict] | None = None,
                        log: Callable[[str], None] = lambda s: None) -> dict[str, dict]:
   """Measures `ways` on `spec` and summarises them (see `summarize`).
 
@@ -285,29 +334,42 @@ def benchmark_workload(spec: SweepSpec, subsets: dict[str, dict[str, Any]], *,
       on the subset and scaled linearly.
     backend: JAX backend.
     isolate: one fresh process per way.
-    ways: the ways to measure, of `ALL_WAYS`; "vmapped", the reference, is always
+    ways: the ways to measure, of `KNOWN_WAYS`; "vmapped", the reference, is always
       measured.
+    bracket: measure "vmapped" again after the other ways; its row keeps the mean.
+    check: `check(spec, {way: W_all [P, m, n]})` of the ways that trained every model
+      for all steps (vmapped first), a JSON-ready dict; None = no check.
     log: progress lines.
 
   Returns:
-    {"ways": way -> `summarize`'s row, "skipped": way -> why it could not run here}.
+    {"ways": way -> `summarize`'s row, "skipped": way -> why it could not run here,
+    and "check": `check`'s dict when given and some other way trained the whole grid}.
   """
   ways = ("vmapped",) + tuple(w for w in ways if w != "vmapped")
   jobs = _plan_jobs(spec, subsets, ways)
   report = tuple(sorted({p for points, _ in jobs.values() if points for p in points}))
+  order = list(jobs) + (["vmapped"] if bracket else [])
   measured, skipped = {}, {}
-  for way, (points, steps) in jobs.items():
-    job = Job(way=way, spec=spec.to_dict(), points=points, steps=steps,
-              report_points=report, backend=backend)
-    m = measured[way] = run_job(job, isolate=isolate)
+  for i, way in enumerate(order):
+    points, steps = jobs[way]
+    job = Job(way=way, spec=spec.to_dict(), points=points, steps=steps, report_points=report,
+              backend=backend, all_W=check is not None and i < len(jobs))
+    m = run_job(job, isolate=isolate)
     if "skipped" in m:
+      measured[way] = m
       skipped[way] = m["skipped"]
       log(f"  {way:14s} skipped: {m['skipped']}")
       continue
     log(f"  {way:14s} {m['models']:>7,} models x {m['steps']:>6,} steps: compile "
         f"{m['compile_s']:7.2f} s, run {m['run_s']:8.3f} s "
         f"({m['models'] * m['steps'] / m['run_s']:,.0f} model-steps/s)")
-  return {"ways": summarize(spec, measured, isolate), "skipped": skipped}
+    measured[way] = _bracketed(measured[way], m) if way in measured else m
+  out = {"ways": None, "skipped": skipped}
+  landed = {way: np.asarray(m.pop("W_all")) for way, m in measured.items() if "W_all" in m}
+  if check is not None and len(landed) > 1:
+    out["check"] = check(spec, landed)
+  out["ways"] = summarize(spec, measured, isolate)
+  return out
 
 
 def scaling_series(specs: Sequence[SweepSpec], *, backend: str, isolate: bool,

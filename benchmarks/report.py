@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import profiler
-from harness import ALL_WAYS
+from harness import KNOWN_WAYS
 
-_COLORS = dict(zip(ALL_WAYS, ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868",
-                              "#937860")))
+_COLORS = dict(zip(KNOWN_WAYS, ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868",
+                                "#937860", "#da8bc3")))
 
 
 def _fmt(v: Any, spec: str = ",.0f", missing: str = "-") -> str:
@@ -56,7 +56,28 @@ def _ways_table(report: dict[str, Any], markdown: bool) -> list[str]:
                    _fmt(r["peak_rss_mb"], ".0f", "n/a"), _fmt(r["max_abs_diff_W"], ".1e")])
     for way in w.get("skipped", {}):  # the reasons are in the report's notes
       rows.append([f"{name} (n={w['n']}, m={w['m']})", way, "skipped"] + [""] * (len(head) - 3))
-  return _table(head, rows, markdown) + [""] + _bullets(notes + report["notes"], markdown)
+  checks = [_check_line(name, w) for name, w in report["workloads"].items() if w.get("check")]
+  return (_table(head, rows, markdown) + [""] + _bullets(notes + checks + report["notes"],
+                                                        markdown))
+
+
+def _check_line(name: str, w: dict[str, Any]) -> str:
+  """Where occhio's models landed against the engine's (`occhio_way.compare`)."""
+  c = w["check"]
+  verdict = "within seed noise" if c["holds"] else "NOT within seed noise"
+  if c["quantity"] == "phase":
+    cf = c["closed-form agreement"]
+    return (f"{name} check: the n = 2 phase of a model differs between occhio and the "
+            f"engine for {c['cross']:.1%} of (point, seed pair)s, between two seeds of one "
+            f"implementation for {c['within']:.1%}: {verdict} ({c['rule']}); agreement "
+            f"with the closed-form ReLU phase: engine {cf['engine']:.1%}, occhio "
+            f"{cf['occhio']:.1%}.")
+  d = c["dstar by density (seed mean)"]
+  return (f"{name} check: D* = m/||W||_F^2 differs between occhio and the engine by "
+          f"{c['cross']:.3f} on average (density, seed pair), between two seeds of one "
+          f"implementation by {c['within']:.3f}: {verdict} ({c['rule']}); D* at the "
+          f"densest / sparsest density, seed mean: engine {d['engine'][0]:.3f} / "
+          f"{d['engine'][-1]:.3f}, occhio {d['occhio'][0]:.3f} / {d['occhio'][-1]:.3f}.")
 
 
 def _scaling_table(report: dict[str, Any], markdown: bool) -> list[str]:
@@ -111,14 +132,12 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
 
 
 def _speed_bars(ax, report: dict[str, Any]) -> None:
-  """One bar per workload and measured way, the speed-up against vmapped written on top."""
-  workloads = list(report["workloads"].values())
-  ways = [way for way in ALL_WAYS if any(way in w["ways"] for w in workloads)]
-  width = 0.8 / len(ways)
-  for j, way in enumerate(ways):
-    for i, w in enumerate(workloads):
-      if way not in w["ways"]:
-        continue
+  """One bar per workload and measured way (each workload's own ways, centred on it),
+  the speed-up against vmapped written on top."""
+  for i, w in enumerate(report["workloads"].values()):
+    ways = [way for way in KNOWN_WAYS if way in w["ways"]]
+    width = 0.8 / max(len(ways), 3)
+    for j, way in enumerate(ways):
       r = w["ways"][way]
       x = i + (j - (len(ways) - 1) / 2) * width
       ax.bar(x, r["model_steps_per_s"], width * 0.95, color=_COLORS[way],
@@ -135,11 +154,11 @@ def figure_speed(report: dict[str, Any]):
   """Grouped bars of model-steps/s per workload and way (log y), speed-ups written on top."""
   from matplotlib.figure import Figure
   from matplotlib.patches import Patch
-  fig = Figure(figsize=(9.5, 4.8), layout="constrained")
+  fig = Figure(figsize=(max(9.5, 2.4 * len(report["workloads"])), 4.8), layout="constrained")
   ax = fig.add_subplot()
   _speed_bars(ax, report)
-  labels = [f"n={w['n']}, m={w['m']}\n{w['ways']['vmapped']['models']:,} models"
-            for w in report["workloads"].values()]
+  labels = [f"{name}: n={w['n']}, m={w['m']}\n{w['ways']['vmapped']['models']:,} models"
+            for name, w in report["workloads"].items()]
   ax.set_xticks(range(len(labels)), labels)
   ax.set_yscale("log")
   ax.set_ylabel("model-steps per second (higher is better)")
@@ -151,8 +170,12 @@ def figure_speed(report: dict[str, Any]):
   mach = report["machine"]
   ax.set_title("Training throughput, batch 1024: numbers on bars = how many times faster "
                "vmapped runs", fontsize=10)
+  load = mach.get("load_average_1_5_15min")
+  end = mach.get("load_average_end")
   fig.suptitle(f"{mach['cpu']}, {mach['cores']} cores, {mach['backend']} x"
-               f"{mach['device_count']}, jax {mach['jax']}, {mach['date'][:10]}", fontsize=8)
+               f"{mach['device_count']}, jax {mach['jax']}, {mach['date'][:10]}"
+               + (f"; load average {load[0]:.1f} at the start" if load else "")
+               + (f", {end[0]:.1f} at the end" if end else ""), fontsize=8)
   return fig
 
 

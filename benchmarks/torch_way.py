@@ -200,6 +200,21 @@ def fit(spec: SweepSpec, inst: Instances, loss, eval_loss, W: torch.Tensor, b: t
   return history, final
 
 
+def choose_threads(spec: SweepSpec, steps: int = 5) -> tuple[int, dict[int, float]]:
+  """The faster of 1 thread and one per core on a `steps`-step eager run of `spec`.
+
+  On a busy shared machine torch's OpenMP threads wait on each other (occhio_way saw 2
+  threads run 14x slower than 1); on a quiet one more threads win at large n.
+
+  Returns:
+    `(threads, {threads: run seconds of the trial})`.
+  """
+  import dataclasses
+  trial = dataclasses.replace(spec, steps=steps, log_every=steps)
+  probe = {t: train_grid(trial, threads=t).run_s for t in sorted({1, os.cpu_count() or 1})}
+  return min(probe, key=probe.get), probe
+
+
 def train_grid(spec: SweepSpec, *, compile: bool = False, seed: int = 0,
                threads: int | None = None) -> TorchRun:
   """Trains every grid point of `spec` the PyTorch way, activation after activation.

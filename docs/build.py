@@ -7,8 +7,9 @@ A generated region is the text between a line `<!-- generated: NAME -->` and the
 `<!-- end generated -->`; everything outside the regions is hand-written prose. Each
 NAME is one function below, and every number it writes comes from a committed file
 (`figures/*_summary.json`, `figures/reproduce_all_timings.json`, `figures/benchmark.json`,
-`figures/*.md` written by the benchmarks) or from the code's own docstrings (api.md), so
-the Markdown cannot drift from them: `tests/test_docs.py` runs `--check`.
+`figures/*.md` written by the benchmarks; docs/comparisons.py writes the regions that
+compare the engine with other tools) or from the code's own docstrings (api.md), so the
+Markdown cannot drift from them: `tests/test_docs.py` runs `--check`.
 
 `figures/checkpoints.md` is optional: until `benchmarks/checkpoints.py` has committed it,
 its region says the cost is not measured yet.
@@ -175,6 +176,8 @@ def benchmark_headline() -> str:
   parts, torch = [], []
   for name, w in b["workloads"].items():
     ways = w["ways"]
+    if len(w["spec"]["activations"]) == 1:  # a ReLU workload (occhio's), not the study's grid
+      continue
     parts.append(f"{ways['vmapped']['model_steps_per_s']:,.0f} (n = {w['n']})")
     if "torch-eager" in ways:
       torch.append(f"{ways['torch-eager']['speedup_vs_vmapped']:.1f}×")
@@ -370,7 +373,13 @@ GENERATORS = {
     "example-script": verbatim("examples/weight_decay.py", fence="python"),
     "api": api,
     "architecture": architecture,
+    "benchmark-shared-tables": verbatim("figures/benchmark_shared.md"),
 }
+# The engine beside the notebook's loop, occhio and SAELens (docs/comparisons.py).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import comparisons  # noqa: E402
+
+GENERATORS.update(comparisons.generators(lambda name: load(name)))
 
 def markdown_files() -> list[str]:
   """README.md and every page of docs/, relative to the repository."""

@@ -93,7 +93,8 @@ def figures(studies, setting):
   from superpos_jax.plotting import sae as plot_sae
   runs = list(studies.values())
   out = {"recovery": plot_sae.figure_sae_recovery(runs, *setting),
-         "by_superposition": plot_sae.figure_sae_by_superposition(runs, *setting)}
+         "by_superposition": plot_sae.figure_sae_by_superposition(runs, *setting),
+         "one_to_one": plot_sae.figure_sae_one_to_one(runs, *setting)}
   for study, res in studies.items():
     out[f"dictionaries_{study}"] = plot_sae.figure_sae_dictionaries(
         res, dictionary_points(res), *setting)

@@ -68,6 +68,11 @@ class SAEMetrics(NamedTuple):
   l0: jax.Array  # [] mean number of active latents per example
   frequency: jax.Array  # [k] fraction of examples where latent j is active (0: dead)
   max_cosine: jax.Array  # [n] max over live latents j of cos(W_i, d_j)
+  # What SAELens's detection and variance metrics need (`sae_metrics`):
+  coactivation: jax.Array  # [k, n] fraction of examples: latent j active and x_i > 0
+  feature_frequency: jax.Array  # [n] fraction of examples where x_i > 0
+  mse: jax.Array  # [] mean over examples of ‖h − ĥ‖²
+  hidden_variance: jax.Array  # [] mean over examples of ‖h − mean(h)‖²
 
 
 class SAEOutput(NamedTuple):
@@ -153,20 +158,28 @@ def max_cosine(W: jax.Array, W_d: jax.Array, alive: jax.Array) -> jax.Array:
   return jnp.max(jnp.where(alive[None, :], cos, NO_LATENT), axis=1)
 
 
-def metrics(params: SAEParams, h: jax.Array, W: jax.Array, l1: jax.Array) -> SAEMetrics:
-  """`SAEMetrics` of one SAE on the examples `h [m, E]` of the toy model `W [m, n]`."""
+def metrics(params: SAEParams, x: jax.Array, W: jax.Array, l1: jax.Array) -> SAEMetrics:
+  """`SAEMetrics` of one SAE on the features `x [n, E]` of the toy model `W [m, n]`
+  (its examples are `h = W x`)."""
+  h = W @ x  # [m, E]
   c = encode(params, h)  # [k, E]
   err = h - decode(params, c)
   sq_err, sq_h = jnp.vdot(err, err), jnp.vdot(h, h)
   active = c > 0
   frequency = jnp.mean(active, axis=1)
   E = h.shape[1]
+  present = (x > 0).astype(jnp.float32)
+  centred = h - jnp.mean(h, axis=1, keepdims=True)  # two passes: no cancellation
   return SAEMetrics(
       eval_loss=(sq_err + l1 * jnp.sum(c)) / E,
       reconstruction_error=jnp.where(sq_h > 0, sq_err / jnp.where(sq_h > 0, sq_h, 1.0), 0.0),
       l0=jnp.sum(active) / E,
       frequency=frequency,
-      max_cosine=max_cosine(W, params.W_d, frequency > 0))
+      max_cosine=max_cosine(W, params.W_d, frequency > 0),
+      coactivation=active.astype(jnp.float32) @ present.T / E,
+      feature_frequency=jnp.mean(present, axis=1),
+      mse=sq_err / E,
+      hidden_variance=jnp.vdot(centred, centred) / E)
 
 
 class SAETrainer(NamedTuple):
@@ -179,7 +192,7 @@ class SAETrainer(NamedTuple):
 
   init: Callable[[jax.Array], SAEState]
   step: Callable[..., tuple[SAEState, jax.Array]]
-  eval_hidden: Callable[[jax.Array, jax.Array], jax.Array]
+  eval_features: Callable[[jax.Array], jax.Array]
   fit: Callable[..., SAEOutput]
   train: Callable[..., SAEOutput]
 
@@ -215,10 +228,10 @@ def make_train(spec: SAESpec, n: int, m: int, k: int, *, family: str = "independ
     params = optax.apply_updates(state.params, updates)
     return SAEState(params._replace(W_d=unit_columns(params.W_d)), opt_state), loss
 
-  def eval_hidden(W: jax.Array, density) -> jax.Array:
-    """`h [m, E]` of the evaluation set, thinned by the toy model's density."""
+  def eval_features(density) -> jax.Array:
+    """`x [n, E]` of the evaluation set, thinned by the toy model's density."""
     u = jax.random.uniform(jax.random.key(SAE_EVAL_SEED), (n, spec.eval_size))
-    return hidden(W, u, density, family)
+    return data.features(family, u, density)
 
   def fit(state: SAEState, key: jax.Array, W: jax.Array, density, l1) -> SAEOutput:
     """Every step from `state` on fresh batches of `W`'s data, then the metrics."""
@@ -228,9 +241,9 @@ def make_train(spec: SAESpec, n: int, m: int, k: int, *, family: str = "independ
       return jax.lax.scan(lambda st, h: step(st, h, l1), state, hs)
 
     state, history = scan_steps(spec, advance, state, step_bytes=4 * n * B, on_window=on_window)
-    return SAEOutput(state.params, history, metrics(state.params, eval_hidden(W, density), W, l1))
+    return SAEOutput(state.params, history, metrics(state.params, eval_features(density), W, l1))
 
   def train(init_key_, data_key_, W, density, l1) -> SAEOutput:
     return fit(init(init_key_), data_key_, W, density, l1)
 
-  return SAETrainer(init, step, eval_hidden, fit, train)
+  return SAETrainer(init, step, eval_features, fit, train)

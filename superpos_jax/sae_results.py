@@ -27,7 +27,8 @@ from superpos_jax.results import ResultFileError, SweepResult, write_atomically
 from superpos_jax.sae_spec import SAE_AXES, SAESpec
 from superpos_jax.spec import AXES, SweepSpec
 
-SCHEMA_VERSION = 1
+# 2: co-activation, feature frequency, MSE and variance (SAELens's metrics, `sae_metrics`).
+SCHEMA_VERSION = 2
 ALL_AXES = AXES + SAE_AXES
 
 # Per-SAE arrays: name -> (dims after the grid axes, description).
@@ -40,6 +41,11 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "frequency": (("k_max",), "fraction of evaluation examples where a latent is active "
                               "(0: dead; NaN beyond the SAE's k)"),
     "max_cosine": (("n",), "max over live latents j of cos(W_i, d_j), per true feature i"),
+    "coactivation": (("k_max", "n"), "fraction of evaluation examples where latent j is "
+                                     "active and feature i present (NaN beyond the SAE's k)"),
+    "feature_frequency": (("n",), "fraction of evaluation examples where feature i is present"),
+    "mse": ((), "mean ‖h − ĥ‖² per evaluation example"),
+    "hidden_variance": ((), "mean ‖h − mean h‖² per evaluation example (the toy model's)"),
     "diverged": ((), "True where the loss or the dictionary became NaN/inf"),
 }
 # Per-toy-model arrays copied from the toy result: name -> dims after the toy grid axes.

@@ -133,7 +133,7 @@ def _train_device(layout: Layout, chunk_ids, W, dens, dkeys, l1s, sae_seeds):
       states, history = scan_steps(spec, advance, states, step_bytes=4 * n * B * C,
                                        on_window=tick)
       # Toy by toy: the evaluation codes are [Q, k, E] per toy model.
-      mets = jax.lax.map(lambda x: grid_metrics(x[0], trainer.eval_hidden(x[1], x[2]), x[1], l1_q),
+      mets = jax.lax.map(lambda x: grid_metrics(x[0], trainer.eval_features(x[2]), x[1], l1_q),
                          (states.params, W_c, d_c))
       return states.params, jnp.moveaxis(history, 0, -1), mets
 
@@ -173,10 +173,14 @@ def _program(layout: Layout):
       groups["l0"].append(toy(mets.l0))
       groups["frequency"].append(pad(toy(mets.frequency)))
       groups["max_cosine"].append(toy(mets.max_cosine))
+      coact = jnp.moveaxis(toy(mets.coactivation), -1, -2)  # [P, Λ, R, n, k]: latents last
+      groups["coactivation"].append(jnp.moveaxis(pad(coact), -1, -2))
+      for name in ("feature_frequency", "mse", "hidden_variance"):
+        groups[name].append(toy(getattr(mets, name)))
       groups["diverged"].append(~(jnp.all(jnp.isfinite(decoder), axis=(-2, -1))
                                   & jnp.all(jnp.isfinite(hist), axis=-1)))
     out = {name: jnp.stack(v, axis=1) for name, v in groups.items()}  # [P, K, Λ, R, ...]
-    for name in ("eval_loss", "reconstruction_error", "l0"):
+    for name in ("eval_loss", "reconstruction_error", "l0", "mse"):
       out[name] = jnp.where(out["diverged"], jnp.nan, out[name])
     return out
 

@@ -11,7 +11,10 @@ activation that embeds fewer features is not more interpretable for that alone):
   - dead latents: never active on the evaluation set; dense: active on more than
     `DENSE_FREQUENCY` of its examples (at density 1 every true feature is that dense);
   - reconstruction error `Σ‖h − ĥ‖² / Σ‖h‖²` and L0 (mean active latents per example,
-    against the true L0 = n · density).
+    against the true L0 = n · density);
+  - SAELens's one-to-one metrics (`sae_metrics`, against the embedded features): MCC
+    (Hungarian matching of features to latents), uniqueness, each latent's precision,
+    recall and F1 as a detector of its best-matching feature, explained variance.
 
 Two seed rules, as everywhere (SCIENCE.md, "Basin statistics"):
   - "best seed": at each (activation, density) the toy seed of lowest toy eval loss, and
@@ -26,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from superpos_jax import summary
+from superpos_jax import sae_metrics, summary
 from superpos_jax.sae_results import SAEResult
 
 RECOVERED_COSINE = 0.9
@@ -38,6 +41,9 @@ SUPERPOSED = 0.1
 # The sparse densities that one number per activation averages over (the study's bands).
 SPARSE_BELOW = summary.DENSITY_EDGES[0]
 BEST, TYPICAL = summary.SEED_LABELS["best"], summary.SEED_LABELS[summary.PER_SEED]
+# SAELens's metrics the summary reports (accuracy is left out: with sparse features a
+# latent that never fires is right on most examples).
+ONE_TO_ONE = ("mcc", "uniqueness", "precision", "recall", "f1", "explained variance")
 
 
 def _quiet(fn, *args, **kwargs):
@@ -94,6 +100,22 @@ def first_setting(result: SAEResult) -> SAEResult:
   return result.sel(**fixed) if fixed else result
 
 
+def one_to_one(result: SAEResult, emb: np.ndarray) -> dict[str, np.ndarray]:
+  """`sae_metrics.SCORES` of every SAE of `result` (axes as `first_setting`), against
+  the embedded features `emb [A, D, S, n]`: name -> `[A, D, S, K, Λ, R]`."""
+  res = first_setting(result)
+  grid = res["eval_loss"].shape
+  out = {name: np.full(grid, np.nan) for name in sae_metrics.SCORES}
+  for idx in np.ndindex(*grid):
+    got = sae_metrics.scores(
+        res["decoder"][idx], res.toy["toy_W"][idx[:3]], emb[idx[:3]], res["coactivation"][idx],
+        res["frequency"][idx], res["feature_frequency"][idx], float(res["mse"][idx]),
+        float(res["hidden_variance"][idx]))
+    for name, v in got.items():
+      out[name][idx] = v
+  return out
+
+
 def sae_values(result: SAEResult) -> dict[str, np.ndarray]:
   """Every per-SAE statistic `[A, D, S, K, Λ, R]` (NaN where the SAE or its toy model
   diverged), and "embedded" / "superposed" feature counts `[A, D, S]`."""
@@ -102,6 +124,7 @@ def sae_values(result: SAEResult) -> dict[str, np.ndarray]:
   emb = embedded(W)
   values = per_sae(res["max_cosine"], emb[:, :, :, None, None, None, :], res["frequency"])
   values.update({k: res[k] for k in ("reconstruction_error", "l0")})
+  values.update(one_to_one(result, emb))
   bad = res["diverged"] | res.toy["toy_diverged"][..., None, None, None]
   values = {k: np.where(bad, np.nan, np.asarray(v, np.float64)) for k, v in values.items()}
   return values | {"embedded": emb.sum(-1), "superposed": superposed(W).sum(-1)}
@@ -183,6 +206,14 @@ def study_summary(result: SAEResult, headline: tuple[int, float]) -> dict[str, A
                 "in superposition": f"embedded and sum_(j!=i) (W^_i . W_j)^2 > {SUPERPOSED}",
                 "dead latent": "never active on the evaluation set",
                 "dense latent": f"active on > {DENSE_FREQUENCY} of the evaluation examples",
+                "mcc": "SAELens: mean |cos(W_i, d_j)| over a one-to-one (Hungarian) matching "
+                       "of embedded features to all latents (dead ones too)",
+                "uniqueness": "SAELens: distinct embedded features that are some latent's "
+                              "best |cos| match, over the number of latents (k > n caps it at n/k)",
+                "precision, recall, f1": "SAELens: each latent as a detector of its best |cos| "
+                                         "embedded feature (active vs x_i > 0 on the evaluation "
+                                         "set), 0 where undefined, mean over all latents",
+                "explained variance": "SAELens: 1 - E||h - h^||^2 / (E||h||^2 - ||E h||^2)",
                 BEST: "toy seed of lowest toy eval loss, then SAE seed of lowest SAE eval loss",
                 TYPICAL: "median over every healthy (toy seed, SAE seed) pair"},
       "headline": {"dict_multiple": headline[0], "l1": headline[1]},
@@ -190,8 +221,8 @@ def study_summary(result: SAEResult, headline: tuple[int, float]) -> dict[str, A
       "features in superposition": {BEST: _by_act(res, pick(values["superposed"]))},
       "true L0 (n x density)": (toy.n * res.coords["density"]).tolist(),
   }
-  for name in ("fraction recovered", "recovered", "mmcs", "dead latents", "dense latents",
-               "reconstruction_error", "l0"):
+  for name in ("fraction recovered", "recovered", "mmcs", *ONE_TO_ONE, "dead latents",
+               "dense latents", "reconstruction_error", "l0"):
     out[name] = {rule: {_label(mk, l1): _by_act(res, reduce(values[name], result, rule)[:, :, i, j])
                         for i, mk in enumerate(mults) for j, l1 in enumerate(l1s)}
                  for rule in (BEST, TYPICAL)}
@@ -201,7 +232,7 @@ def study_summary(result: SAEResult, headline: tuple[int, float]) -> dict[str, A
           np.nanmean, reduce(values[name], result, rule)[:, sparse, i, j], axis=1))
                     for i, mk in enumerate(mults) for j, l1 in enumerate(l1s)}
              for rule in (BEST, TYPICAL)}
-      for name in ("fraction recovered", "mmcs")}
+      for name in ("fraction recovered", "mmcs", *ONE_TO_ONE)}
   # Per feature, best seed, headline setting: null where the feature is not embedded.
   cos = first_setting(result)["max_cosine"][:, :, :, ki, li]  # [A, D, S, R, n]
   cos = np.take_along_axis(cos, sae_best[:, :, :, ki, li][..., None, None], axis=3)[:, :, :, 0]

@@ -24,6 +24,7 @@ sys.path.insert(0, BENCHMARKS)
 import benchmark  # noqa: E402
 import harness  # noqa: E402
 import looped  # noqa: E402
+import occhio_way  # noqa: E402
 import profiler  # noqa: E402
 import report as tables  # noqa: E402
 
@@ -68,7 +69,12 @@ def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
   assert {"preset", "isolated", "machine", "notes", "workloads", "scaling",
           "elapsed_s"} <= set(report)
   assert {"cpu", "cores", "jax", "backend", "device_count", "date"} <= set(report["machine"])
-  assert set(report["workloads"]) == {"n2", "n10", "n200"}
+  assert set(report["workloads"]) == {"n2", "n10", "n200", "n2-relu"}
+  relu = report["workloads"].pop("n2-relu")  # vmapped and occhio only (its own test)
+  assert set(relu["ways"]) | set(relu["skipped"]) == {"vmapped", "occhio"}
+  assert len(relu["ways"]["vmapped"]["run_s_runs"]) == 2  # before and after occhio
+  has_occhio = importlib.util.find_spec("occhio") is not None
+  assert ("check" in relu) == has_occhio and ("occhio" in relu["ways"]) == has_occhio
   for name, w in report["workloads"].items():
     assert set(harness.WAYS) <= set(w["ways"]), name
     assert set(w["ways"]) | set(w["skipped"]) == set(harness.ALL_WAYS), name
@@ -260,3 +266,66 @@ def test_without_torch_the_torch_rows_are_skipped(monkeypatch):
   assert text.count("skipped") >= 2 and "Skipped torch-eager" in text
   ax = tables.figure_speed(report).axes[0]
   assert ax.get_legend_handles_labels()[1] == ["vmapped"]
+
+
+def test_a_bracketed_workload_keeps_the_reference_mean_and_checks_where_models_land():
+  """The reference way runs before and after the others; the check sees every way that
+  trained the whole grid (here looped-switch, the engine's own models)."""
+  spec = SweepSpec(n=2, m=1, activations=("relu",), densities=(1.0, 0.05), importances=(1.0,),
+                   importance_kind="relative", seeds=(0, 1), steps=4, batch_size=32,
+                   eval_size=64, log_every=2)
+  seen = {}
+
+  def check(spec_, landed):
+    seen.update(landed)
+    return {"ok": True}
+
+  out = harness.benchmark_workload(spec, {}, backend="cpu", isolate=False, bracket=True,
+                                   ways=("vmapped", "looped-switch"), check=check)
+  assert out["check"] == {"ok": True} and set(seen) == {"vmapped", "looped-switch"}
+  np.testing.assert_allclose(seen["looped-switch"], seen["vmapped"], rtol=1e-5, atol=1e-6)
+  row = out["ways"]["vmapped"]
+  assert len(row["run_s_runs"]) == 2 and row["run_s"] == pytest.approx(np.mean(row["run_s_runs"]))
+  assert "run_s_runs" not in out["ways"]["looped-switch"]
+
+
+def test_occhio_check_tells_same_models_from_different_ones():
+  """`occhio_way.compare` on hand-made weights: the engine's own models (other seeds'
+  order) are within seed noise; models that never learned (W = 0: phase "neither",
+  D* infinite) are not."""
+  n2 = SweepSpec(n=2, m=1, activations=("relu",), densities=(1.0, 0.1, 0.01),
+                 importance_kind="relative", importances=(0.5, 2.0), seeds=(0, 1))
+  rng = np.random.default_rng(0)
+  W = rng.choice([-1.0, 1.0], size=(n2.num_models, 1, 2)) * rng.uniform(0.9, 1.1, (n2.num_models, 1, 2))
+  same = occhio_way.compare(n2, W, W[::-1].copy())
+  assert same["quantity"] == "phase" and same["holds"] and same["cross"] == 0.0
+  assert same["phase shares"]["engine"]["superposition"] == 1.0
+  off = occhio_way.compare(n2, W, np.zeros_like(W))
+  assert off["cross"] == 1.0 and not off["holds"]
+  assert off["phase shares"]["occhio"]["neither"] == 1.0
+  n8 = SweepSpec(n=8, m=2, activations=("relu",), densities=(1.0, 0.1), importance_kind="uniform",
+                 importances=(1.0,), seeds=(0, 1))
+  W8 = rng.normal(size=(n8.num_models, 2, 8))
+  near = occhio_way.compare(n8, W8, W8 * 1.001)
+  assert near["quantity"] == "dstar" and near["holds"]
+  np.testing.assert_allclose(near["dstar by density (seed mean)"]["occhio"],
+                             near["dstar by density (seed mean)"]["engine"], rtol=0.01)
+  assert not occhio_way.compare(n8, W8, W8 * 0.3)["holds"]  # D* 11x larger
+  with pytest.raises(ValueError, match="one autoencoder kind"):
+    occhio_way.compare(SweepSpec(n=2, m=1, activations=("relu", "gelu")), W, W)
+
+
+def test_occhio_trains_the_engines_relu_grid():
+  """occhio's ModelGrid on a small ReLU grid: every model trained in the engine's point
+  order, the thread count chosen by the trial fits, losses of the engine's order."""
+  pytest.importorskip("occhio")
+  spec = SweepSpec(n=2, m=1, activations=("relu",), densities=(1.0, 0.02),
+                   importance_kind="relative", importances=(0.2, 5.0), seeds=(0, 1),
+                   steps=300, batch_size=256, eval_size=256, log_every=100)
+  run = occhio_way.train_grid(spec)
+  assert run.W.shape == (8, 1, 2) and run.threads in run.probe
+  engine = np.asarray(sweep.run(spec, progress=False)["W"]).reshape(8, 1, 2)
+  # Same init family (per-model Xavier normal, not occhio's unit columns): similar norms.
+  assert np.median(np.abs(run.W)) == pytest.approx(np.median(np.abs(engine)), rel=0.5)
+  check = occhio_way.compare(spec, engine, run.W)
+  assert set(check) >= {"within", "cross", "holds", "closed-form agreement"}

@@ -113,6 +113,13 @@ def test_one_sae_alone_equals_the_same_sae_inside_the_grid(toy):
     np.testing.assert_allclose(point["loss_history"].ravel(), alone.loss_history, rtol=1e-4)
     np.testing.assert_allclose(point["max_cosine"].ravel(), alone.metrics.max_cosine, atol=1e-5)
     np.testing.assert_allclose(point["frequency"].ravel()[:k], alone.metrics.frequency)
+    np.testing.assert_allclose(point["coactivation"].reshape(12, 6)[:k], alone.metrics.coactivation)
+    assert np.all(np.isnan(point["coactivation"].reshape(12, 6)[k:]))  # beyond this SAE's k
+    np.testing.assert_allclose(point["mse"], alone.metrics.mse, rtol=1e-4)
+  one_to_one = summary_sae.sae_values(grid)
+  for name in ("mcc", "uniqueness", "precision", "recall", "f1"):
+    assert np.all((one_to_one[name] >= 0) & (one_to_one[name] <= 1 + 1e-9)), name
+  assert np.all(one_to_one["explained variance"] <= 1)
   # The chunking does not change the numbers beyond float rounding.
   other = sae_sweep.run(toy, SMALL, progress=False, chunk_size=3)
   assert other.meta["engine"]["chunk_size"] == 3 != grid.meta["engine"]["chunk_size"]
@@ -193,9 +200,12 @@ def test_sae_recovery_quick(tmp_path):
       assert frac.shape == (2,) and np.all((frac >= 0) & (frac <= 1))
       l0 = np.array(s["l0"][rule]["dict x1, l1 0.1"]["relu"], float)
       assert np.all(l0 >= 0)
+      mcc = np.array(s["mcc"][rule]["dict x1, l1 0.1"]["relu"], float)
+      assert mcc.shape == (2,) and np.all((mcc >= 0) & (mcc <= 1))
     emb = np.array(s["embedded features"]["best seed"]["relu"])
     assert np.all((emb >= 0) & (emb <= n))
     assert len(s["max cosine per feature"]["relu"][0]) == n
-  for suffix in ("recovery", "by_superposition", "dictionaries_n10", "dictionaries_n40"):
+  for suffix in ("recovery", "by_superposition", "one_to_one", "dictionaries_n10",
+                 "dictionaries_n40"):
     png = tmp_path / "figs" / f"sae_recovery_{suffix}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png

@@ -43,7 +43,7 @@ from superpos_jax.plotting.phase_diagrams import (PHASE_COLORS, figure_phase_con
                                                   plot_phase, plot_phase_continuous,
                                                   plot_relu_boundaries)
 from superpos_jax.plotting.sae import (figure_sae_by_superposition, figure_sae_dictionaries,
-                                       figure_sae_recovery)
+                                       figure_sae_one_to_one, figure_sae_recovery)
 from superpos_jax.plotting.style import activation_colors, save_figure
 # Kept here for callers of the former plotting module; `superpos_jax.theory` owns them.
 from superpos_jax.theory import relu_closed_form_losses, relu_closed_form_phase
@@ -60,6 +60,7 @@ __all__ = [
     "figure_features_per_neuron", "figure_pair_cosines", "figure_computed_features",
     "figure_init_scale_overview", "figure_dstar_variants", "plot_activation_lines",
     "figure_sae_recovery", "figure_sae_by_superposition", "figure_sae_dictionaries",
+    "figure_sae_one_to_one",
     "plot_gram", "plot_bias", "plot_feature_norms", "plot_neuron_features",
     "plot_phase", "plot_phase_continuous", "plot_relu_boundaries", "plot_fraction",
     "plot_dims_per_feature", "plot_feature_dimensionality",

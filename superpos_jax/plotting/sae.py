@@ -53,18 +53,13 @@ def figure_sae_recovery(studies: Sequence[SAEResult], mult: int, l1: float) -> F
   c = fmt(summary_sae.RECOVERED_COSINE)
   for row, res in zip(axes, studies):
     values = summary_sae.sae_values(res)
-    k, j = _setting(res, mult, l1)
+    _panels(row[:4], res, values, mult, l1, (
+        ("fraction recovered", summary_sae.BEST, f"recovered (cos > {c}), best seed"),
+        ("fraction recovered", summary_sae.TYPICAL, f"recovered (cos > {c}), typical seed"),
+        ("mmcs", summary_sae.BEST, "MMCS, best seed"),
+        ("mmcs", summary_sae.TYPICAL, "MMCS, typical seed")), "\n(of embedded features)")
     acts = [str(a) for a in res.coords["activation"]]
     dens = res.coords["density"]
-    for ax, name, rule, ylabel in (
-        (row[0], "fraction recovered", summary_sae.BEST, f"recovered (cos > {c}), best seed"),
-        (row[1], "fraction recovered", summary_sae.TYPICAL, f"recovered (cos > {c}), typical seed"),
-        (row[2], "mmcs", summary_sae.BEST, "MMCS, best seed"),
-        (row[3], "mmcs", summary_sae.TYPICAL, "MMCS, typical seed")):
-      v = summary_sae.reduce(values[name], res, rule)[:, :, k, j]
-      plot_activation_lines(ax, dens, v, acts, xlabel="density 1-S",
-                            ylabel=f"{ylabel}\n(of embedded features)")
-      ax.set_ylim(-0.05, 1.05)
     toy_best, _ = summary_sae.best_seed_index(res)
     pick = lambda x: summary_sae.pick_toy(x, toy_best)
     colors = activation_colors(acts)
@@ -86,6 +81,50 @@ def figure_sae_recovery(studies: Sequence[SAEResult], mult: int, l1: float) -> F
                 [f"counted over embedded features (||W_i|| > {fmt(summary_sae.EMBEDDED_NORM)}); "
                  f"best seed: toy seed of lowest toy loss, SAE seed of lowest SAE loss; "
                  "typical: median over (toy seed, SAE seed) pairs"])
+
+
+def _panels(axes, res: SAEResult, values: dict, mult: int, l1: float,
+            panels: Sequence[tuple[str, str, str]], suffix: str = "") -> None:
+  """One statistic per axes against density: `(name in values, seed rule, y label)`."""
+  k, j = _setting(res, mult, l1)
+  acts = [str(a) for a in res.coords["activation"]]
+  for ax, (name, rule, ylabel) in zip(axes, panels):
+    v = summary_sae.reduce(values[name], res, rule)[:, :, k, j]
+    plot_activation_lines(ax, res.coords["density"], v, acts, xlabel="density 1-S",
+                          ylabel=ylabel + suffix)
+    ax.set_ylim(-0.05, 1.05)
+
+
+def figure_sae_one_to_one(studies: Sequence[SAEResult], mult: int, l1: float) -> Figure:
+  """SAELens's one-to-one metrics vs density, per activation (`sae_metrics`).
+
+  Args:
+    studies: SAE results of one or more toy grids (one row each).
+    mult, l1: the dictionary multiple and L1 coefficient drawn.
+
+  Returns:
+    One row per study; columns: MCC (best seed, typical seed), F1 of the latents as
+    detectors (best, typical), uniqueness and explained variance (typical seed).
+  """
+  fig = Figure(figsize=(20.0, 3.3 * len(studies) + 1.4), layout="constrained")
+  axes = fig.subplots(len(studies), 6, squeeze=False)
+  for row, res in zip(axes, studies):
+    _panels(row, res, summary_sae.sae_values(res), mult, l1, (
+        ("mcc", summary_sae.BEST, "MCC (one-to-one), best seed"),
+        ("mcc", summary_sae.TYPICAL, "MCC (one-to-one), typical seed"),
+        ("f1", summary_sae.BEST, "F1 of latents as detectors, best seed"),
+        ("f1", summary_sae.TYPICAL, "F1 of latents as detectors, typical"),
+        ("uniqueness", summary_sae.TYPICAL, "uniqueness, typical seed"),
+        ("explained variance", summary_sae.TYPICAL, "explained variance, typical seed")))
+    row[0].set_title(_study_label(res), fontsize=10, fontweight="bold", loc="left")
+  fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=8,
+             title="activation", title_fontsize=9)
+  return finish(fig, "SAEs scored as SAELens scores synthetic data (one-to-one matching)",
+                _caption(studies, mult, l1),
+                ["against the embedded features (||W_i|| > "
+                 f"{fmt(summary_sae.EMBEDDED_NORM)}), every latent counted (dead ones too); "
+                 "MCC: mean |cos| of a Hungarian matching; F1: each latent against its best "
+                 "|cos| feature; uniqueness: distinct best-matched features / latents"])
 
 
 def figure_sae_by_superposition(studies: Sequence[SAEResult], mult: int, l1: float) -> Figure:
