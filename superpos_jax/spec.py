@@ -139,7 +139,9 @@ class SweepSpec:
     seeds: non-negative integer seeds.
     steps: optimisation steps (fresh batch every step).
     batch_size: examples per step.
-    weight_decays: AdamW's decoupled weight decays λ (an axis; PyTorch's default 0.01).
+    weight_decays: AdamW's decoupled weight decays λ (an axis; PyTorch's default 0.01);
+      negative only for an optimiser with `signed_decay` ("adamw_liu": γ < 0 pulls
+      each feature's norm towards 1).
       A stored spec's scalar `weight_decay` reads as `weight_decays=(weight_decay,)`.
     init_scales: init scales α (an axis): `W₀ = α · (the init family's draw)`.
     init: an init family of `inits.INITS` ("xavier_normal" per model, "notebook", or
@@ -252,7 +254,7 @@ class SweepSpec:
     for s in self.seeds:
       need(isinstance(s, (int, np.integer)) and 0 <= s < 2**31, f"seeds must be integers in [0, 2^31), got {s!r}")
     for wd in self.weight_decays:
-      need(wd >= 0 and math.isfinite(wd), f"every weight decay must be finite and >= 0, got {wd}")
+      need(math.isfinite(wd), f"every weight decay must be finite, got {wd}")
     self._validate_families()
     need(self.init in INITS, f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
     need(self.rng in RNG_MODES, f"unknown rng {self.rng!r}; valid: {', '.join(RNG_MODES)}")
@@ -286,6 +288,10 @@ class SweepSpec:
       if getattr(self, field) not in families.names(field):
         raise SpecError(f"unknown {field} {getattr(self, field)!r}; valid: "
                         f"{', '.join(families.names(field))}")
+    if min(self.weight_decays) < 0 and not families.get("optimizer", self.optimizer).signed_decay:
+      raise SpecError(f"every weight decay must be >= 0 for optimizer={self.optimizer!r}, got "
+                      f"{min(self.weight_decays)} (a negative one needs an optimiser that "
+                      f"gives it a meaning, e.g. 'adamw_liu')")
     if not families.get("model", self.model).wide and self.m > self.n:
       raise SpecError(f"m must be <= n for model={self.model!r}, a bottleneck "
                       f"(got n={self.n}, m={self.m})")
@@ -383,7 +389,7 @@ def definition_digests(spec: SweepSpec) -> dict[str, Any]:
 
 # Modules whose code decides the numbers (not plots, not the CLI, not the file format).
 _ENGINE_MODULES = ("activations", "data", "families", "inits", "model", "loss", "metrics", "phases",
-                   "spec", "train", "plan", "sweep")
+                   "spec", "train", "transforms", "plan", "sweep")
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,7 +19,8 @@ One model's training:
      drawn once for all of them.
   3. step: the importance-weighted loss of the model family (`loss.family_loss`) and
      one update of the spec's optimiser (`register_optimizer`; by default AdamW with
-     PyTorch's defaults, decoupled decay on W and b alike).
+     PyTorch's defaults, decoupled decay on W and b alike; "adamw_liu" is Liu et al.'s,
+     `transforms.liu_adamw`).
   4. loop: `lax.scan` over log windows of `log_every` steps, each the mean training loss of
      its steps; uniforms are drawn for a block of steps at once (the same numbers as step
      by step, cheaper per number).
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from superpos_jax import activations, data, families
+from superpos_jax import activations, data, families, transforms
 from superpos_jax.activations import Activation
 from superpos_jax.loss import columns, family_loss
 from superpos_jax.model import Params, init_params, named_params
@@ -73,7 +74,8 @@ def optimizer(lr: jax.Array, weight_decay: jax.Array) -> optax.GradientTransform
 
 
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
-                       description: str, *, overwrite: bool = False) -> families.Optimizer:
+                       description: str, *, takes_steps: bool = False,
+                       signed_decay: bool = False, overwrite: bool = False) -> families.Optimizer:
   """Adds an optimiser; `SweepSpec(optimizer=name)` then trains with it.
 
   Args:
@@ -81,17 +83,24 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
       swept hyperparameters (arrays under vmap: a new value needs no recompilation),
       e.g. `lambda lr, wd: optax.chain(optax.clip_by_global_norm(1.0),
       optax.adamw(lr, weight_decay=wd))`.
+    takes_steps: the factory also takes `steps=` (the spec's, static), e.g. for a
+      learning-rate schedule.
+    signed_decay: negative weight decays mean something to it (a spec may sweep them;
+      refused for every other optimiser).
     overwrite: replace an optimiser of the same name (never reusing a program or a
       cached result of the old one).
   """
   if not callable(factory):
     raise families.RegistryError(f"optimizer {name!r}: expected a factory, got {factory!r}")
-  return families.add("optimizer", families.Optimizer(name, description, factory),
-                      overwrite=overwrite)
+  return families.add("optimizer", families.Optimizer(name, description, factory, takes_steps,
+                                                      signed_decay), overwrite=overwrite)
 
 
 register_optimizer("adamw", optimizer,
                    "AdamW, PyTorch's defaults (betas 0.9/0.999, eps 1e-8, decoupled decay)")
+register_optimizer("adamw_liu", transforms.liu_adamw,
+                   "Liu et al. 2025: AdamW, decay on W only (< 0: feature norms towards 1), "
+                   "10 % linear warm-up, cosine to 5 %", takes_steps=True, signed_decay=True)
 
 
 def block_steps(length: int, step_bytes: int, block_bytes: int = DRAW_BLOCK_BYTES) -> int:
@@ -225,7 +234,7 @@ def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, inst
   for k, v in shapes.items():
     if v.dtype != f32:
       raise SpecError(f"{name}: param {k} is {v.dtype}, the engine trains float32")
-  if not isinstance(opt.factory(1.0, 0.0), optax.GradientTransformation):
+  if not isinstance(opt.make(1.0, 0.0, steps=1), optax.GradientTransformation):
     raise SpecError(f"optimizer {opt.name!r} must return an optax.GradientTransformation")
   x = jax.ShapeDtypeStruct((n, B), jnp.float32)
   for act in acts:
@@ -290,7 +299,8 @@ def make_train(spec: SweepSpec, act: Activation, *,
   """
   n, m, B = spec.n, spec.m, spec.batch_size
   family = families.get("model", spec.model)
-  optimizer = families.get("optimizer", spec.optimizer).factory
+  opt = families.get("optimizer", spec.optimizer)
+  optimizer = lambda lr, weight_decay: opt.make(lr, weight_decay, spec.steps)
   signed = family.signed
 
   def init(key: jax.Array, init_scale=1.0) -> TrainState:
