@@ -25,6 +25,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import build_scaling  # noqa: E402  (the width-scaling regions, docs/build_scaling.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = os.path.join(REPO, "figures")
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)<!-- generated: (?P<name>[\w-]+) -->[ \t]*$")
@@ -333,6 +336,7 @@ GENERATORS = {
     "init-scale-table": init_scale_table,
     "example-script": verbatim("examples/weight_decay.py", fence="python"),
     "api": api,
+    **build_scaling.GENERATORS,
 }
 
 def markdown_files() -> list[str]:

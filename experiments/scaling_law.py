@@ -10,9 +10,10 @@ this one command. Parts of a preset (each a grid of activation × a × γ × see
   relu         ReLU on their data: exponents at γ = ±1 and the represented fraction vs γ
   activations  all seven activations and the ε-sigmoid at γ = ±1 on values U(0, 1)
                (`power_law_unit`: sigmoid and tanh cannot output values above 1)
-  longer       paper preset only: ReLU trained 8x the examples, to see what the short
-               training costs the exponents
-  n1000        paper preset only: ReLU at their n = 1000, to show n = 200 keeps them
+  longer       paper preset only (the checks): ReLU trained on 8x the examples, to see
+  n1000        what the short training costs the exponents; ReLU at their n = 1000; both
+  n1000_longer together; and every activation on 8x the examples (strong, a = 1.25)
+  activations_longer
 
 Figures and scaling_law_summary.json (every number, per width, with Liu et al.'s read
 off their figures: scaling_law_published.json).
@@ -42,14 +43,19 @@ LIU = dict(model="bottleneck_normal_bias", init="normal", optimizer="adamw_liu",
 PAPER = dict(n=200, steps=2_000, batch_size=256, seeds=3, data="power_law", activations=("relu",))
 PRESETS = {
     # 2 CPU cores: n = 200 (n1000 checks it), 2,000 steps of 256 (theirs: 20,000 of 2,048;
-    # longer checks 8x), 5 widths, 3 seeds.
+    # the *longer parts train 8x the examples), 5 widths, 3 seeds.
     "paper": {"widths": (5, 8, 12, 19, 30), "parts": {
         "relu": dict(PAPER, exponents=FOUR, weight_decays=(-1.0, -0.5, 0.0, 0.5, 1.0)),
         "activations": dict(PAPER, exponents=(0.5, 1.25, 2.0), weight_decays=(-1.0, 1.0),
                             activations=ACTIVATIONS, data="power_law_unit"),
         "longer": dict(PAPER, exponents=(1.0, 2.0), weight_decays=(-1.0, 1.0), seeds=1,
                        steps=8_000, batch_size=512),
-        "n1000": dict(PAPER, n=1000, exponents=(1.0, 2.0), weight_decays=(-1.0, 1.0), seeds=1)}},
+        "n1000": dict(PAPER, n=1000, exponents=(1.0, 2.0), weight_decays=(-1.0, 1.0), seeds=1),
+        "n1000_longer": dict(PAPER, n=1000, exponents=(1.0, 2.0), weight_decays=(-1.0,), seeds=1,
+                             steps=8_000, batch_size=512),
+        "activations_longer": dict(PAPER, exponents=(1.25,), weight_decays=(-1.0,), seeds=1,
+                                   steps=8_000, batch_size=512, activations=ACTIVATIONS,
+                                   data="power_law_unit")}},
     # Their exp-10 + exp-10-3 grid (n = 1000, 6 widths, 10 decays, 17 exponents, 20,000
     # steps of 2,048, one seed) and the activations at that size: a GPU's work.
     "full": {"widths": THEIR_WIDTHS, "parts": {
@@ -72,6 +78,10 @@ DESCRIPTIONS = {
                    "decay -1 and +1, values U(0, 1) (sigmoid and tanh cannot exceed 1)",
     "longer": "ReLU as in relu, trained on 8x the examples (4x the steps, 2x the batch)",
     "n1000": "ReLU as in relu at n = 1000 (their n), the other settings the paper preset's",
+    "n1000_longer": "ReLU at n = 1000 on 8x the examples, strong superposition: n and the "
+                    "training length together",
+    "activations_longer": "every activation of activations on 8x the examples, strong "
+                          "superposition at a = 1.25: is the ranking a matter of training length?",
 }
 REUSED_S = 2.0  # a reused result loads in well under this; a training takes longer
 PARSER = cli.experiment_parser(__doc__, PRESETS)

@@ -132,7 +132,7 @@ def test_padding_the_width_with_zero_rows_is_exact():
   """A width-3 model and the same model padded to width 5 with zero rows train alike:
   the zero rows get zero gradients, Adam updates and decay, so they stay exactly zero and
   the live rows follow the unpadded model (to float rounding)."""
-  n, steps, density = 12, 25, data.exponent_density(1.0)
+  n, steps, density = 12, 12, data.exponent_density(1.0)
   importance = jnp.full((n,), 1.0 / n)
   out = {}
   for m in (3, 5):
@@ -187,26 +187,84 @@ def test_build_specs_one_spec_per_width_for_every_preset():
       1000, 20_000, 2048, 10, 17)
 
 
-def test_quick_preset_end_to_end(tmp_path):
+def _run_quick(tmp_path, *flags):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, "experiments", "scaling_law.py"), "--preset", "quick",
-       "--quiet", "--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "figs")],
+       "--quiet", "--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "figs"), *flags],
       capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
   assert proc.returncode == 0, proc.stderr
-  paths = sorted(glob.glob(str(tmp_path / "runs" / "scaling_law-*.npz")))
-  assert len(paths) == 4 and {results.load(p).spec.m for p in paths} == {3, 6}
   with open(tmp_path / "figs" / "scaling_law_summary.json") as f:
-    out = json.load(f)
+    return json.load(f)
+
+
+def _pngs(tmp_path, *suffixes):
+  for suffix in suffixes:
+    assert (tmp_path / "figs" / f"scaling_law_{suffix}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quick_preset_relu_part(tmp_path):
+  """The quick preset's ReLU part end to end (one result per width, the summary with the
+  comparison to Liu et al., the three ReLU figures)."""
+  out = _run_quick(tmp_path, "--parts", "relu")
+  paths = sorted(glob.glob(str(tmp_path / "runs" / "scaling_law-relu-*.npz")))
+  assert len(paths) == 2 and {results.load(p).spec.m for p in paths} == {3, 6}
   relu = out["parts"]["relu"]
-  assert relu["widths"] == [3, 6] and relu["data exponents a"] == [1.0, 2.0]
+  assert list(out["parts"]) == ["relu"] and relu["widths"] == [3, 6]
+  assert relu["data exponents a"] == [1.0, 2.0]
   ex = np.asarray(relu["exponent, typical seed (mean over seeds) [activation, a, weight decay]"], float)
   assert ex.shape == (1, 2, 2) and np.all(np.isfinite(ex))
   loss = np.asarray(relu["loss [activation, a, weight decay, seed, width]"], float)
   assert loss.shape == (1, 2, 2, 2, 2) and np.all(loss > 0)
-  assert out["parts"]["activations"]["activations"] == ["relu", "sigmoid_stretched"]
   assert out["run"]["training s (compile + run, every spec)"] > 0
   assert "strong (weight decay -1)" in out["comparison with Liu et al."]
-  for suffix in ("relu_loss", "relu_exponents", "relu_represented", "activations_exponents",
-                 "activations_loss", "activations_dstar"):
-    assert (tmp_path / "figs" / f"scaling_law_{suffix}.png").read_bytes()[:4] == b"\x89PNG"
+  _pngs(tmp_path, "relu_loss", "relu_exponents", "relu_represented")
+
+
+def test_activation_figures_from_a_summary():
+  """The activation figures draw from a summary alone (no training): two activations,
+  one with a diverged seed (NaN), and the 8x-examples check."""
+  from superpos_jax.plotting import scaling
+  rng = np.random.default_rng(0)
+  widths, A, D, S = np.array([4, 8, 16]), 2, 2, 3
+  loss = 2.0 * widths ** -0.8 * np.exp(0.05 * rng.standard_normal((A, D, 2, S, 3)))
+  loss[1, 0, 0, 2] = np.nan
+  grid = summary_scaling.WidthGrid(["relu", "tanh"], np.array([1.0, 2.0]), np.array([-1.0, 1.0]),
+                                   np.arange(S), widths, loss, np.full(loss.shape, 0.9),
+                                   np.full(loss.shape, 0.2))
+  part = summary_scaling.part_summary(grid, "", dict(n=20, steps=10, batch_size=8, lrs=(0.01,),
+                                                     optimizer="adamw_liu", data="power_law_unit"))
+  ex = summary_scaling.exponents_of(part)
+  assert ex["typical"][0, 0, 0] == pytest.approx(0.8, abs=0.1) and np.isfinite(ex["typical"][1, 0, 0])
+  longer = summary_scaling.part_summary(grid._replace(seeds=np.arange(1), loss=loss[:, :1, :1, :1],
+                                                      represented=loss[:, :1, :1, :1],
+                                                      dstar=loss[:, :1, :1, :1],
+                                                      weight_decays=np.array([-1.0]),
+                                                      exponents=np.array([1.0])),
+                                        "", part["settings"])
+  figs = scaling.figures({"parts": {"activations": part, "activations_longer": longer}})
+  assert set(figs) == {"activations_exponents", "activations_loss", "activations_dstar"}
+  assert len(figs["activations_exponents"].axes) == 2
+
+
+@pytest.mark.slow
+def test_quick_preset_end_to_end(tmp_path):
+  out = _run_quick(tmp_path)
+  assert len(glob.glob(str(tmp_path / "runs" / "scaling_law-*.npz"))) == 4
+  assert out["parts"]["activations"]["activations"] == ["relu", "sigmoid_stretched"]
+  _pngs(tmp_path, "relu_loss", "relu_exponents", "relu_represented", "activations_exponents",
+        "activations_loss", "activations_dstar")
+
+
+def test_cli_optimizer_flag_and_negative_decay():
+  """`--optimizer adamw_liu --weight-decays=-1,1` makes a spec; with the default AdamW the
+  same decays fail in one line before anything trains."""
+  from superpos_jax import cli
+  parser = cli.experiment_parser("doc", {"paper": {}, "quick": {}})
+  fields = dict(n=10, m=5, activations=("relu",))
+  spec = cli.spec_from_args(parser.parse_args(["--optimizer", "adamw_liu", "--weight-decays=-1,1"]), fields)
+  assert spec.optimizer == "adamw_liu" and spec.weight_decays == (-1.0, 1.0)
+  args = parser.parse_args(["--weight-decays=-1,1"])
+  assert cli.figures_dir(parser.parse_args(["--optimizer", "adamw_liu"])).endswith("paper-custom")
+  with pytest.raises(SpecError, match="must be >= 0 for optimizer='adamw'"):
+    cli.spec_from_args(args, fields)

@@ -21,6 +21,9 @@ from superpos_jax.summary_scaling import STRONG, WEAK, exponents_of, read_part
 DECAY_CMAP = cm.coolwarm_r  # as their figures: red -1 (strong) ... blue +1 (weak)
 DECAY_NORM = mcolors.Normalize(-1.0, 1.0)
 REGIMES = ((STRONG, "strong (γ = −1)", "#c0392b"), (WEAK, "weak (γ = +1)", "#2166ac"))
+# The paper preset's checks of ReLU: (part, marker, what differs from the main run).
+CHECKS = (("longer", "^", "8× examples"), ("n1000", "D", "n = 1000"),
+          ("n1000_longer", "P", "n = 1000, 8× examples"))
 
 
 def _settings(part: dict[str, Any]) -> list[str]:
@@ -87,6 +90,15 @@ def figure_loss_vs_width(part: dict[str, Any], activation: str, title: str) -> F
                 note="line: mean over seeds; band: lowest to highest seed")
 
 
+def _legend(fig: Figure, ax, **kwargs) -> None:
+  """The axes' legend on the figure, the typical-seed entries first and the laws last."""
+  handles, labels = ax.get_legend_handles_labels()
+  rank = lambda label: (0 if "typical" in label else 1 if "best" in label else
+                        3 if "α_m" in label or "alpha" in label else 2)
+  order = sorted(range(len(labels)), key=lambda i: rank(labels[i]))
+  fig.legend([handles[i] for i in order], [labels[i] for i in order], **kwargs)
+
+
 def _exponent_marks(ax, grid, ex, act: int, w: int, color: str, label: str, offset: float = 0.0):
   a = grid.exponents + offset
   mean, low, high = ex["typical"][act, :, w], ex["low"][act, :, w], ex["high"][act, :, w]
@@ -120,19 +132,20 @@ def figure_relu_exponents(data: dict[str, Any]) -> Figure:
     if pub is not None:
       ax.plot(pub["a"], pub[wd], "s", mfc="none", ms=5, color=color, alpha=0.8,
               label=f"{label}, Liu et al. Fig. 4b (read off)")
-  for check, marker in (("longer", "^"), ("n1000", "D")):
+  for check, marker, what in CHECKS:
     if check not in data["parts"]:
       continue
     cg, cx = read_part(data["parts"][check]), exponents_of(data["parts"][check])
     for wd, label, color in REGIMES:
-      w = int(np.flatnonzero(cg.weight_decays == wd)[0])
-      ax.plot(cg.exponents, cx["typical"][0, :, w], marker, ms=6, color=color, mfc="white",
-              label=f"{label}, {'8× examples' if check == 'longer' else 'n = 1000'}")
+      if wd in cg.weight_decays:
+        w = int(np.flatnonzero(cg.weight_decays == wd)[0])
+        ax.plot(cg.exponents, cx["typical"][0, :, w], marker, ms=6, color=color, mfc="white",
+                label=f"{label}, {what}")
   _theory(ax)
   ax.set_xlabel(r"data exponent $a$  ($p_i \propto i^{-a}$)", fontsize=9)
   ax.set_ylabel(r"model exponent $\alpha_m$  (loss $\propto m^{-\alpha_m}$)", fontsize=9)
   ax.grid(alpha=0.3)
-  fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize=7)
+  _legend(fig, ax, loc="outside right center", fontsize=7)
   note = None if published is None else "Liu et al.: n = 1000, widths 10-100, 20,000 steps of 2,048, one seed"
   return finish(fig, "ReLU: the width exponent in strong and weak superposition", _settings(part), note=note)
 
@@ -178,8 +191,9 @@ def figure_relu_represented(data: dict[str, Any]) -> Figure:
                 note="mean over seeds; Liu et al.'s Fig. 3b does not state its width")
 
 
-def figure_activation_exponents(part: dict[str, Any]) -> Figure:
-  """The model exponent against a, one panel per activation, strong and weak."""
+def figure_activation_exponents(part: dict[str, Any], longer: dict[str, Any] | None = None) -> Figure:
+  """The model exponent against a, one panel per activation, strong and weak (and, where
+  given, the `longer` part's strong exponents on 8× the examples, one seed)."""
   grid, ex = read_part(part), exponents_of(part)
   fig = Figure(layout="constrained")
   axes = panel_grid(fig, len(grid.activations), max_cols=4, panel=(3.0, 2.6), sharey=True)
@@ -187,13 +201,17 @@ def figure_activation_exponents(part: dict[str, Any]) -> Figure:
     _theory(ax, grid.exponents.max() + 0.1)
     for wd, label, color in REGIMES:
       _exponent_marks(ax, grid, ex, act, int(np.flatnonzero(grid.weight_decays == wd)[0]), color, label)
+    if longer is not None and name in longer["activations"]:
+      lg, lx = read_part(longer), exponents_of(longer)
+      ax.plot(lg.exponents, lx["typical"][lg.activations.index(name), :, 0], "^", ms=7, mfc="white",
+              color=REGIMES[0][2], label=f"{REGIMES[0][1]}, 8× examples (1 seed)")
     ax.set_title(name, fontsize=9, color=activation_colors(grid.activations)[name])
     ax.set_xlabel(r"data exponent $a$", fontsize=9)
     ax.set_ylabel(r"model exponent $\alpha_m$", fontsize=9)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=8)
   outer_labels(axes, 4)
-  fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
+  _legend(fig, axes[0], loc="outside right center", fontsize=8)
   return finish(fig, "Does loss ∝ 1/m under strong superposition survive the activation?",
                 _settings(part), note="bars: 95 % t-interval over seeds; crosses: best seed at each width")
 
@@ -248,8 +266,9 @@ def figure_activation_dstar(part: dict[str, Any]) -> Figure:
     ax.set_xlabel("hidden width m", fontsize=9)
   for ax in axes[0]:
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(PLAIN)
-    ax.yaxis.set_minor_formatter(PLAIN)
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
   fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
   return finish(fig, f"Dimensions per feature and represented features, a = {fmt(grid.exponents[d])}",
                 _settings(part), note="mean over seeds; D* reads 'dimensions per feature' only where ‖W_i‖ ≈ 1")
@@ -265,7 +284,8 @@ def figures(data: dict[str, Any]) -> dict[str, Figure]:
     out["relu_exponents"] = figure_relu_exponents(data)
     out["relu_represented"] = figure_relu_represented(data)
   if "activations" in parts:
-    out["activations_exponents"] = figure_activation_exponents(parts["activations"])
+    out["activations_exponents"] = figure_activation_exponents(parts["activations"],
+                                                               parts.get("activations_longer"))
     out["activations_loss"] = figure_activation_loss(parts["activations"])
     out["activations_dstar"] = figure_activation_dstar(parts["activations"])
   return out
