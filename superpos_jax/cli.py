@@ -221,8 +221,8 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
   p.add_argument("--data", choices=families.names("data"),
                  help="data family (default from preset): " + ", ".join(families.names("data")))
   p.add_argument("--optimizer", choices=families.names("optimizer"),
-                 help="optimiser (default from preset): " + "; ".join(
-                     f"{k}: {v}" for k, v in families.descriptions("optimizer").items()))
+                 help="optimiser (default from preset): " + "; ".join(  # argparse formats %
+                     f"{k}: {v}" for k, v in families.descriptions("optimizer").items()).replace("%", "%%"))
   p.add_argument("--init-rng", choices=RNG_MODES,
                  help="per_point: every grid point starts from its own W (default); shared: "
                       "every point of a seed starts from the same W")

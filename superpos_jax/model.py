@@ -210,10 +210,10 @@ def forward(params: Params, x: jax.Array, act: ActivationFn) -> jax.Array:
 
 register_model("bottleneck", bottleneck,
                "x' = f(WᵀW x + b): the study's model, hidden layer linear")
-register_model("bottleneck_normal_bias", bottleneck,
-               "the bottleneck with b₀ ~ N(0, 1) (Liu, Liu & Gore 2025)", init=normal_bias_init)
 register_model("privileged", privileged,
                "h = f(W x), x' = f(Wᵀ h + b): f on the hidden layer too (TMS)")
 register_model("abs", abs_model,
                "h = f(W₁ x), y = ReLU(W₂ h + b), target |x|, x in [-1, 1] (TMS computation)",
                init=untied_init, draw=("W", "W2"), target=jnp.abs, signed=True, wide=True)
+register_model("bottleneck_normal_bias", bottleneck,
+               "the bottleneck with b₀ ~ N(0, 1) (Liu, Liu & Gore 2025)", init=normal_bias_init)
