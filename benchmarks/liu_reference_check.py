@@ -28,7 +28,8 @@ def their_lr(step: int, lr: float, n_steps: int, warmup_steps: int) -> float:
   min_lr = 0.05 * lr
   if step < warmup_steps:
     return lr * step / warmup_steps
-  return (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (n_steps - warmup_steps))) + min_lr
+  cosine = math.cos(math.pi * (step - warmup_steps) / (n_steps - warmup_steps))
+  return (lr - min_lr) * 0.5 * (1 + cosine) + min_lr
 
 
 def compare(AdamW, wd: float, n: int = 100, m: int = 10, B: int = 256, steps: int = 200, a: float = 1.5):

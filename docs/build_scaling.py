@@ -75,7 +75,8 @@ def activations_table(path: str = SUMMARY) -> str:
   mid = len(a_list) // 2
   header = (["activation", "regime"] + [f"α_m at a = {a:g}" for a in a_list]
             + [f"α_m at a = {a_list[mid]:g}, 8× examples (1 seed)"]
-            + [f"φ½, largest m (a = {a_list[mid]:g})", f"D*, smallest → largest m (a = {a_list[mid]:g})"])
+            + [f"φ½, largest m (a = {a_list[mid]:g})",
+               f"D*, smallest → largest m (a = {a_list[mid]:g})"])
   rows = []
   for i, act in enumerate(part["activations"]):
     for wd, regime in ((-1.0, "strong"), (1.0, "weak")):

@@ -220,9 +220,9 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                      f"{k}: {v}" for k, v in families.descriptions("model").items()))
   p.add_argument("--data", choices=families.names("data"),
                  help="data family (default from preset): " + ", ".join(families.names("data")))
-  p.add_argument("--optimizer", choices=families.names("optimizer"),
-                 help="optimiser (default from preset): " + "; ".join(  # argparse formats %
-                     f"{k}: {v}" for k, v in families.descriptions("optimizer").items()).replace("%", "%%"))
+  optimizers = "; ".join(f"{k}: {v}" for k, v in families.descriptions("optimizer").items())
+  p.add_argument("--optimizer", choices=families.names("optimizer"),  # argparse formats "%"
+                 help="optimiser (default from preset): " + optimizers.replace("%", "%%"))
   p.add_argument("--init-rng", choices=RNG_MODES,
                  help="per_point: every grid point starts from its own W (default); shared: "
                       "every point of a seed starts from the same W")

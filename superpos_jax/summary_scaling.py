@@ -75,7 +75,8 @@ def width_grid(by_width: Sequence[SweepResult]) -> WidthGrid:
     pick = lambda x: x[:, :, 0, 0, :, 0]  # [A, D, I, L, WD, AL, S, ...] -> [A, D, WD, S, ...]
     loss = pick(tail_loss(r))
     rep = pick((r["feature_norms"] > REPRESENTED_NORM).mean(axis=-1))
-    return loss, np.where(np.isnan(loss), np.nan, rep), np.where(np.isnan(loss), np.nan, pick(r["dims_per_feature"]))
+    dstar = pick(r["dims_per_feature"])
+    return loss, np.where(np.isnan(loss), np.nan, rep), np.where(np.isnan(loss), np.nan, dstar)
 
   stacked = [np.stack(x, axis=-1) for x in zip(*map(one, by_width))]
   return WidthGrid([str(a) for a in first.coords["activation"]],

@@ -79,7 +79,8 @@ def figure_loss_vs_width(part: dict[str, Any], activation: str, title: str) -> F
       color = DECAY_CMAP(DECAY_NORM(wd))
       ax.plot(grid.widths, np.nanmean(loss, axis=0), "o-", ms=3, lw=1.3, color=color, label=f"γ = {wd:g}")
       if loss.shape[0] > 1:
-        ax.fill_between(grid.widths, np.nanmin(loss, axis=0), np.nanmax(loss, axis=0), color=color, alpha=0.15, lw=0)
+        ax.fill_between(grid.widths, np.nanmin(loss, axis=0), np.nanmax(loss, axis=0), color=color,
+                        alpha=0.15, lw=0)
     _slope_guide(ax, grid.widths, grid.loss[act, d])
     _log_axes(ax, grid.widths)
     ax.set_title(f"a = {fmt(a)}", fontsize=9)
@@ -103,7 +104,8 @@ def _exponent_marks(ax, grid, ex, act: int, w: int, color: str, label: str, offs
   a = grid.exponents + offset
   mean, low, high = ex["typical"][act, :, w], ex["low"][act, :, w], ex["high"][act, :, w]
   err = np.where(np.isfinite(low), np.stack([mean - low, high - mean]), 0.0)
-  ax.errorbar(a, mean, yerr=err, fmt="o-", ms=4, lw=1.2, capsize=2.5, color=color, label=f"{label}, typical seed")
+  ax.errorbar(a, mean, yerr=err, fmt="o-", ms=4, lw=1.2, capsize=2.5, color=color,
+              label=f"{label}, typical seed")
   ax.plot(a, ex["best"][act, :, w], "x", ms=6, color=color, label=f"{label}, best seed")
 
 
@@ -271,7 +273,8 @@ def figure_activation_dstar(part: dict[str, Any]) -> Figure:
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
   fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
   return finish(fig, f"Dimensions per feature and represented features, a = {fmt(grid.exponents[d])}",
-                _settings(part), note="mean over seeds; D* reads 'dimensions per feature' only where ‖W_i‖ ≈ 1")
+                _settings(part),
+                note="mean over seeds; D* reads 'dimensions per feature' only where ‖W_i‖ ≈ 1")
 
 
 def figures(data: dict[str, Any]) -> dict[str, Figure]:
