@@ -27,6 +27,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import build_scaling  # noqa: E402  (the width-scaling regions, docs/build_scaling.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = os.path.join(REPO, "figures")
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)<!-- generated: (?P<name>[\w-]+) -->[ \t]*$")
@@ -374,6 +377,7 @@ GENERATORS = {
     "api": api,
     "architecture": architecture,
     "benchmark-shared-tables": verbatim("figures/benchmark_shared.md"),
+    **build_scaling.GENERATORS,
 }
 # The engine beside the notebook's loop, occhio and SAELens (docs/comparisons.py).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

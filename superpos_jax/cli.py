@@ -180,6 +180,9 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                      f"{k}: {v}" for k, v in families.descriptions("model").items()))
   p.add_argument("--data", choices=families.names("data"),
                  help="data family (default from preset): " + ", ".join(families.names("data")))
+  optimizers = "; ".join(f"{k}: {v}" for k, v in families.descriptions("optimizer").items())
+  p.add_argument("--optimizer", choices=families.names("optimizer"),  # argparse formats "%"
+                 help="optimiser (default from preset): " + optimizers.replace("%", "%%"))
   p.add_argument("--init-rng", choices=RNG_MODES,
                  help="per_point: every grid point starts from its own W (default); shared: "
                       "every point of a seed starts from the same W")
@@ -276,7 +279,8 @@ def spec_from_args(args: argparse.Namespace, preset: dict[str, Any]) -> SweepSpe
   if args.init_rng is not None:
     fields["init_rng"] = args.init_rng
   for flag, field in (("init", "init"), ("init_scales", "init_scales"),
-                      ("weight_decays", "weight_decays"), ("model", "model"), ("data", "data")):
+                      ("weight_decays", "weight_decays"), ("model", "model"), ("data", "data"),
+                      ("optimizer", "optimizer")):
     if getattr(args, flag) is not None:
       fields[field] = getattr(args, flag)
   return SweepSpec(**fields)

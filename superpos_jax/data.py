@@ -4,6 +4,11 @@ Each feature is U[0,1) with probability `density = 1 - S` and exactly 0 otherwis
 family turns the SAME uniforms `u [n, ...]` (features on axis 0) into features, one
 uniform per feature, so that a seed's draw is shared by all its models whatever their
 density (common random numbers) and the draw's shape does not depend on the family.
+
+The frequency families of Liu, Liu & Gore 2025 (`power_law`, `exponential_law`,
+`linear_law`) give feature i its own probability p_i (summing to 1) and values U(0, 2)
+(a family's `scale`); their one parameter rides on the density axis (`power_law`:
+`density = 1/(1+a)` for `p_i ∝ i^-a`, `exponent_density`), so it is swept like a density.
 """
 
 from __future__ import annotations
@@ -82,8 +87,55 @@ def anticorrelated(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Arr
   return _interleave(a < density, (a >= density) & (v < q)), _interleave(a / density, v / q)
 
 
+def _per_feature(p: jax.Array, u: jax.Array) -> jax.Array:
+  """`p [n]` shaped to broadcast against `u [n, ...]` (features on axis 0)."""
+  return p.reshape(p.shape + (1,) * (u.ndim - 1))
+
+
+def exponent_density(a: float) -> float:
+  """The density that carries frequency exponent `a` (`p_i ∝ i^-a`) to `power_law`:
+  `1 / (1 + a)`, so that a >= 0 fits the density axis (0, 1]."""
+  return 1.0 / (1.0 + a)
+
+
+def density_exponent(density):
+  """`power_law`'s frequency exponent `a = 1/density - 1` (inverse of `exponent_density`)."""
+  return 1.0 / density - 1.0
+
+
+def power_law_frequencies(n: int, density: jax.Array) -> jax.Array:
+  """`p_i ∝ i^-a`, i = 1..n, summing to 1, with `a = density_exponent(density)`
+  (Liu, Liu & Gore 2025: their code's `1 + alpha`, their figures' data exponent α)."""
+  p = jnp.arange(1, n + 1, dtype=jnp.float32) ** -density_exponent(density)
+  return p / jnp.sum(p)
+
+
+def exponential_frequencies(n: int, density: jax.Array) -> jax.Array:
+  """`p_i ∝ exp(-i / (density · n))`, i = 0..n-1, summing to 1: the density is the decay
+  length as a fraction of n (their exp-17: 1000 and 400 of n = 10240, ~0.1 and ~0.04)."""
+  p = jnp.exp(-jnp.arange(n, dtype=jnp.float32) / (density * n))
+  return p / jnp.sum(p)
+
+
+def linear_frequencies(n: int, density: jax.Array) -> jax.Array:
+  """`p_i ∝ (n - i) / n`, i = 0..n-1, summing to 1 (their exp-17); the density is unused."""
+  del density
+  p = (n - jnp.arange(n, dtype=jnp.float32)) / n
+  return p / jnp.sum(p)
+
+
+def frequency_family(frequencies: Callable[[int, jax.Array], jax.Array]) -> DataFn:
+  """A data family where feature i is present with probability `frequencies(n, density)[i]`
+  (independently), its value uniform: one uniform per feature, as `independent`."""
+  def fn(u: jax.Array, density: jax.Array) -> tuple[jax.Array, jax.Array]:
+    p = _per_feature(frequencies(u.shape[0], density), u)
+    return u < p, u / p
+  fn.__doc__ = f"Features present with the probabilities of `{frequencies.__name__}`."
+  return fn
+
+
 def register_data(name: str, fn: DataFn, description: str, *, pairs: bool = False,
-                  max_density: float = 1.0, version: str | None = None,
+                  max_density: float = 1.0, scale: float = 1.0, version: str | None = None,
                   overwrite: bool = False) -> families.DataFamily:
   """Adds a data family; its name then works in `SweepSpec(data=...)`, `--data`, result
   metadata and plots.
@@ -96,6 +148,7 @@ def register_data(name: str, fn: DataFn, description: str, *, pairs: bool = Fals
     description: one line for `--help` and result metadata.
     pairs: features come in pairs `(2k, 2k+1)` (n must be even).
     max_density: the largest density the family can produce, in (0, 1].
+    scale: a present feature's value is `scale · value`, uniform in [0, scale).
     version: a label of what the code digest cannot see (data read from a file, a C
       library); changing it changes the identity of results trained with the family.
     overwrite: replace a family of the same name (never reusing a program or a cached
@@ -110,8 +163,11 @@ def register_data(name: str, fn: DataFn, description: str, *, pairs: bool = Fals
       or not 0 < max_density <= 1):
     raise families.RegistryError(f"data family {name!r}: max_density must be a number in "
                                  f"(0, 1], got {max_density!r}")
-  return families.add("data", families.DataFamily(name, description, fn, pairs,
-                                                  float(max_density), version),
+  if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
+    raise families.RegistryError(f"data family {name!r}: scale must be a positive number, got {scale!r}")
+  return families.add("data", families.DataFamily(name, description, fn, pairs=pairs,
+                                                  max_density=float(max_density),
+                                                  scale=float(scale), version=version),
                       overwrite=overwrite)
 
 
@@ -121,6 +177,19 @@ register_data("correlated", correlated, "pairs (2k, 2k+1) present together with 
 register_data("anticorrelated", anticorrelated,
               "pairs (2k, 2k+1) never together, each present with probability p <= 1/2",
               pairs=True, max_density=0.5)
+# Liu, Liu & Gore 2025 ("Superposition Yields Robust Neural Scaling"): x_i = u_i v_i with
+# u_i ~ Bernoulli(p_i), v_i ~ U(0, 2), p summing to 1 (one feature present per example on
+# average). The density axis carries each law's parameter (`exponent_density`).
+register_data("power_law", frequency_family(power_law_frequencies),
+              "Liu et al.: p_i ∝ i^-a summing to 1, value U(0, 2); density = 1/(1+a) "
+              "carries the exponent a", scale=2.0)
+register_data("power_law_unit", frequency_family(power_law_frequencies),
+              "power_law with values U(0, 1) (the study's range, which sigmoid and tanh can "
+              "reach); density = 1/(1+a)")
+register_data("exponential_law", frequency_family(exponential_frequencies),
+              "Liu et al.: p_i ∝ exp(-i/(density·n)) summing to 1, value U(0, 2)", scale=2.0)
+register_data("linear_law", frequency_family(linear_frequencies),
+              "Liu et al.: p_i ∝ (n-i)/n summing to 1, value U(0, 2); density unused", scale=2.0)
 
 
 def features(family: str, u: jax.Array, density: jax.Array, *, signed: bool = False) -> jax.Array:
@@ -134,7 +203,10 @@ def features(family: str, u: jax.Array, density: jax.Array, *, signed: bool = Fa
       absent features stay exactly 0.
 
   Returns:
-    Features of `u`'s shape; `independent` unsigned equals `thin(u, density)` bit for bit.
+    Features of `u`'s shape, times the family's `scale`; `independent` unsigned equals
+    `thin(u, density)` bit for bit.
   """
-  present, value = families.get("data", family).fn(u, density)
-  return jnp.where(present, 2.0 * value - 1.0 if signed else value, 0.0)
+  entry = families.get("data", family)
+  present, value = entry.fn(u, density)
+  value = 2.0 * value - 1.0 if signed else value
+  return jnp.where(present, value if entry.scale == 1.0 else entry.scale * value, 0.0)

@@ -92,6 +92,8 @@ class DataFamily:
     pairs: features come in pairs `(2k, 2k+1)`: n must be even.
     max_density: the largest density the family can produce.
     version: see `ModelFamily.version`.
+    scale: a present feature's value is `scale · value`, in [0, scale) (signed:
+      `scale · (2 value - 1)`).
   """
 
   name: str
@@ -99,19 +101,35 @@ class DataFamily:
   fn: Callable[..., Any]
   pairs: bool = False
   max_density: float = 1.0
+  scale: float = 1.0
   version: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Optimizer:
   """An optimiser: `factory(lr, weight_decay) -> optax.GradientTransformation`, both
-  arguments (swept) arrays, so a new value needs no recompilation. `version`: see
-  `ModelFamily.version`."""
+  arguments (swept) arrays, so a new value needs no recompilation.
+
+  Attributes:
+    takes_steps: the factory also takes `steps=` (the training's length, static), e.g.
+      for a learning-rate schedule.
+    signed_decay: a negative weight decay means something to it (a spec may sweep
+      one); for the others it is refused.
+    version: see `ModelFamily.version`.
+  """
 
   name: str
   description: str
   factory: Callable[..., Any]
   version: str | None = None
+  takes_steps: bool = False
+  signed_decay: bool = False
+
+  def make(self, lr, weight_decay, steps: int):
+    """The transformation of one model's `lr` and `weight_decay` for `steps` steps."""
+    if self.takes_steps:
+      return self.factory(lr, weight_decay, steps=steps)
+    return self.factory(lr, weight_decay)
 
 
 _MODELS: dict[str, ModelFamily] = {}

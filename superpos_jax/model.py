@@ -1,6 +1,7 @@
 """The model families, each defined ONCE in batched form (SCIENCE.md, "Beyond the study").
 
   bottleneck   x' = f(WᵀW x + b)            the study's toy model (Elhage et al. 2022)
+  bottleneck_normal_bias   the same, b₀ ~ N(0, 1)   Liu, Liu & Gore 2025's init
   privileged   h = f(W x), x' = f(Wᵀ h + b)  TMS, "Superposition in a privileged basis"
   abs          h = f(W₁ x), y = ReLU(W₂ h + b), target |x|   TMS, "Computation in
                superposition": untied `W₁ = Params.W [m, n]`, `W₂ = Params.W2 [n, m]`
@@ -134,6 +135,12 @@ def tied_init(key: jax.Array, n: int, m: int, act: ActivationFn) -> Params:
   return Params(W=jnp.zeros((m, n), jnp.float32), b=jnp.zeros((n,), jnp.float32))
 
 
+def normal_bias_init(key: jax.Array, n: int, m: int, act: ActivationFn) -> Params:
+  """`tied_init` with the bias drawn `b [n] ~ N(0, 1)` (Liu et al. 2025's `torch.randn(n)`)."""
+  del act
+  return Params(W=jnp.zeros((m, n), jnp.float32), b=jax.random.normal(key, (n,), jnp.float32))
+
+
 def untied_init(key: jax.Array, n: int, m: int, act: ActivationFn) -> Params:
   """`tied_init` plus the decoder `W2 [n, m]` (drawn too)."""
   return tied_init(key, n, m, act)._replace(W2=jnp.zeros((n, m), jnp.float32))
@@ -225,3 +232,5 @@ register_model("privileged", privileged,
 register_model("abs", abs_model,
                "h = f(W₁ x), y = ReLU(W₂ h + b), target |x|, x in [-1, 1] (TMS computation)",
                init=untied_init, draw=("W", "W2"), target=jnp.abs, signed=True, wide=True)
+register_model("bottleneck_normal_bias", bottleneck,
+               "the bottleneck with b₀ ~ N(0, 1) (Liu, Liu & Gore 2025)", init=normal_bias_init)

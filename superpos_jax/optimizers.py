@@ -16,7 +16,7 @@ from typing import Callable
 
 import optax
 
-from superpos_jax import families
+from superpos_jax import families, transforms
 
 
 def adamw(lr, weight_decay) -> optax.GradientTransformation:
@@ -27,7 +27,8 @@ def adamw(lr, weight_decay) -> optax.GradientTransformation:
 
 
 def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation],
-                       description: str, *, version: str | None = None,
+                       description: str, *, takes_steps: bool = False,
+                       signed_decay: bool = False, version: str | None = None,
                        overwrite: bool = False) -> families.Optimizer:
   """Adds an optimiser; `SweepSpec(optimizer=name)` then trains with it.
 
@@ -36,6 +37,10 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
       swept hyperparameters (arrays under vmap: a new value needs no recompilation),
       e.g. `lambda lr, wd: optax.chain(optax.clip_by_global_norm(1.0),
       optax.adamw(lr, weight_decay=wd))`.
+    takes_steps: the factory also takes `steps=` (the spec's, static), e.g. for a
+      learning-rate schedule.
+    signed_decay: negative weight decays mean something to it (a spec may sweep them;
+      refused for every other optimiser).
     version: a label of what the code digest cannot see; changing it changes the
       identity of results trained with the optimiser.
     overwrite: replace an optimiser of the same name (never reusing a program or a
@@ -43,9 +48,13 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
   """
   if not callable(factory):
     raise families.RegistryError(f"optimizer {name!r}: expected a factory, got {factory!r}")
-  return families.add("optimizer", families.Optimizer(name, description, factory, version),
-                      overwrite=overwrite)
+  return families.add("optimizer", families.Optimizer(
+      name, description, factory, version=version, takes_steps=takes_steps,
+      signed_decay=signed_decay), overwrite=overwrite)
 
 
 register_optimizer("adamw", adamw,
                    "AdamW, PyTorch's defaults (betas 0.9/0.999, eps 1e-8, decoupled decay)")
+register_optimizer("adamw_liu", transforms.liu_adamw,
+                   "Liu et al. 2025: AdamW, decay on W only (< 0: feature norms towards 1), "
+                   "10 % linear warm-up, cosine to 5 %", takes_steps=True, signed_decay=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from superpos_jax.importance import (IMPORTANCE_KINDS, geometric_importance,  # noqa: F401
+                                     relative_importance, uniform_importance)
 from superpos_jax.inits import INITS
 from superpos_jax import families
 from superpos_jax.phases import DEFAULT_THRESHOLDS, PhaseThresholds
@@ -70,28 +72,6 @@ MAX_WINDOWS = 10**6  # loss-history windows per model (steps / log_every)
 MIN_DENSITY = 2.0**-23
 
 
-def geometric_importance(n: int, r: float) -> np.ndarray:
-  """`I_i = r**i`, i = 0..n-1 (the n=10 experiments use r = 0.7)."""
-  return np.asarray(r, np.float64) ** np.arange(n)
-
-
-def relative_importance(n: int, r: float) -> np.ndarray:
-  """First feature importance 1, every other feature `r` (the n=2 phase diagram)."""
-  return np.concatenate([[1.0], np.full(n - 1, r, np.float64)])
-
-
-def uniform_importance(n: int, r: float = 1.0) -> np.ndarray:
-  """`I_i = 1` for all features; `r` must be 1 (it is only the axis label)."""
-  if r != 1.0:
-    raise ValueError(f"uniform importance takes no parameter, got {r}")
-  return np.ones(n)
-
-
-IMPORTANCE_KINDS = {
-    "geometric": geometric_importance,
-    "relative": relative_importance,
-    "uniform": uniform_importance,
-}
 
 _INT_FIELDS = ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_instances")
 _FLOAT_FIELDS = ("phase_encoded", "phase_not_encoded")
@@ -163,7 +143,9 @@ class SweepSpec:
     seeds: non-negative integer seeds.
     steps: optimisation steps (fresh batch every step).
     batch_size: examples per step.
-    weight_decays: AdamW's decoupled weight decays λ (an axis; PyTorch's default 0.01).
+    weight_decays: AdamW's decoupled weight decays λ (an axis; PyTorch's default 0.01);
+      negative only for an optimiser with `signed_decay` ("adamw_liu": γ < 0 pulls
+      each feature's norm towards 1).
       A stored spec's scalar `weight_decay` reads as `weight_decays=(weight_decay,)`.
     init_scales: init scales α (an axis): `W₀ = α · (the init family's draw)`.
     init: an init family of `inits.INITS` ("xavier_normal" per model, "notebook", or
@@ -284,7 +266,7 @@ class SweepSpec:
     for s in self.seeds:
       need(isinstance(s, (int, np.integer)) and 0 <= s < 2**31, f"seeds must be integers in [0, 2^31), got {s!r}")
     for wd in self.weight_decays:
-      need(wd >= 0 and math.isfinite(wd), f"every weight decay must be finite and >= 0, got {wd}")
+      need(math.isfinite(wd), f"every weight decay must be finite, got {wd}")
     self._validate_families()
     need(self.init in INITS, f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
     need(self.rng in RNG_MODES, f"unknown rng {self.rng!r}; valid: {', '.join(RNG_MODES)}")
@@ -318,6 +300,10 @@ class SweepSpec:
       if getattr(self, field) not in families.names(field):
         raise SpecError(f"unknown {field} {getattr(self, field)!r}; valid: "
                         f"{', '.join(families.names(field))}")
+    if min(self.weight_decays) < 0 and not families.get("optimizer", self.optimizer).signed_decay:
+      raise SpecError(f"every weight decay must be >= 0 for optimizer={self.optimizer!r}, got "
+                      f"{min(self.weight_decays)} (a negative one needs an optimiser that "
+                      f"gives it a meaning, e.g. 'adamw_liu')")
     if not families.get("model", self.model).wide and self.m > self.n:
       raise SpecError(f"m must be <= n for model={self.model!r}, a bottleneck "
                       f"(got n={self.n}, m={self.m})")

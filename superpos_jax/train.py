@@ -19,7 +19,8 @@ One model's training:
      drawn once for all of them.
   3. step: the importance-weighted loss of the model family (`loss.family_loss`) and
      one update of the spec's optimiser (`optimizers.py`; by default AdamW with
-     PyTorch's defaults, decoupled decay on W and b alike).
+     PyTorch's defaults, decoupled decay on W and b alike; "adamw_liu" is Liu et al.'s,
+     `transforms.liu_adamw`).
   4. loop: `lax.scan` over log windows of `log_every` steps, each the mean training loss of
      its steps; uniforms are drawn for a block of steps at once (the same numbers as step
      by step, cheaper per number).
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from superpos_jax import data, families
+from superpos_jax import data, families, optimizers  # noqa: F401 (the built-in optimisers, part of the engine)
 from superpos_jax.activations import Activation
 from superpos_jax.loss import columns, family_loss
 from superpos_jax.model import Params, init_params, named_params
@@ -197,7 +198,7 @@ def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, inst
   for k, v in shapes.items():
     if v.dtype != f32:
       raise SpecError(f"{name}: param {k} is {v.dtype}, the engine trains float32")
-  if not isinstance(opt.factory(1.0, 0.0), optax.GradientTransformation):
+  if not isinstance(opt.make(1.0, 0.0, steps=1), optax.GradientTransformation):
     raise SpecError(f"optimizer {opt.name!r} must return an optax.GradientTransformation")
   x = jax.ShapeDtypeStruct((n, B), jnp.float32)
   for act in acts:
@@ -243,7 +244,7 @@ def _state_bytes(model, data_family, opt, n: int, m: int, init: str, instances: 
 
   def fresh(key):
     params = init_params(key, n, m, init=init, instances=instances, model=model.name)
-    return params, opt.factory(jnp.float32(1e-3), jnp.float32(0.0)).init(params)
+    return params, opt.make(jnp.float32(1e-3), jnp.float32(0.0), 1).init(params)
   params, opt_state = jax.eval_shape(fresh, jax.random.key(0))
   return nbytes(params) + nbytes(opt_state), nbytes(params)
 
@@ -284,7 +285,8 @@ def make_train(spec: SweepSpec, act: Activation, *,
   """
   n, m, B = spec.n, spec.m, spec.batch_size
   family = families.get("model", spec.model)
-  optimizer = families.get("optimizer", spec.optimizer).factory
+  opt = families.get("optimizer", spec.optimizer)
+  optimizer = lambda lr, weight_decay: opt.make(lr, weight_decay, spec.steps)
   signed = family.signed
 
   def init(key: jax.Array, init_scale, lr, weight_decay) -> TrainState:

@@ -153,7 +153,7 @@ def test_registry_choices_reach_the_cli():
   parser = cli.experiment_parser("doc", {"paper": {}, "quick": {}})
   args = parser.parse_args(["--model", "cli_model", "--data", "cli_data"])
   assert (args.model, args.data) == ("cli_model", "cli_data")
-  assert "a model for the CLI" in parser.format_help()
+  assert "a model for the CLI" in " ".join(parser.format_help().split())  # wrapped anywhere
   with pytest.raises(SystemExit):
     parser.parse_args(["--model", "not_registered"])
   spec = _spec(model="cli_model", data="cli_data")

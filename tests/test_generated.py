@@ -162,8 +162,8 @@ def no_training(monkeypatch, tmp_path):
   def stop(*a, **k):
     raise TrainingStarted()
   monkeypatch.setattr(sweep, "compile_plan", stop)
-  monkeypatch.setattr(sweep, "_run_staged", stop)
-  monkeypatch.setattr(autotune, "measure", lambda layout: float(layout.chunk_size))
+  monkeypatch.setattr(sweep, "run_staged", stop)
+  monkeypatch.setattr(autotune, "measure", lambda layout, *window: float(layout.chunk_size))
   monkeypatch.setenv("SUPERPOS_JAX_CACHE", str(tmp_path / "cache"))
   return tmp_path
 
@@ -176,7 +176,7 @@ def test_generated_flags_fail_in_one_line_or_reach_training(script, no_training,
   parser = module.PARSER if hasattr(module, "PARSER") else module._parser()
   actions = [a for a in parser._actions if a.option_strings and a.dest not in (
       "help", "out", "figures", "coordinator", "num_processes", "process_id", "heartbeat_timeout")]
-  flags = st.lists(st.sampled_from(actions), max_size=4).flatmap(
+  flags = (st.lists(st.sampled_from(actions), max_size=4) if actions else st.just([])).flatmap(
       lambda acts: st.tuples(*[_flag_values(a).map(lambda v, a=a: [a.option_strings[-1], *v])
                                for a in acts]))
 
@@ -339,7 +339,7 @@ def test_generated_layouts_files_never_break_a_run(content, tmp_path_factory, mo
   budget (measured again where the file or its entry is damaged)."""
   folder = tmp_path_factory.mktemp("cache")
   monkeypatch.setenv("SUPERPOS_JAX_CACHE", str(folder))
-  monkeypatch.setattr(autotune, "measure", lambda layout: float(layout.chunk_size))
+  monkeypatch.setattr(autotune, "measure", lambda layout, *window: float(layout.chunk_size))
   spec = SweepSpec(**STATIC, densities=(1.0, 0.5, 0.1, 0.05))
   devices = jax.devices()[:1]
   key = autotune.layout_key(spec, devices, "float32")
