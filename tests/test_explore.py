@@ -151,6 +151,16 @@ def test_an_sae_result_gets_the_generic_view_with_the_summaries_numbers(tmp_path
   assert os.path.getsize(page.write(res, str(tmp_path / "sae.html"))) > 1000
 
 
+def _same_heatmaps(driver, figure) -> None:
+  """The page's main chart has `figure`'s traces, its heatmaps cell for cell."""
+  z = driver.execute_script("return document.getElementById('main').data.map(t => t.z || null)")
+  expected = [getattr(t, "z", None) for t in figure.data]
+  assert len(z) == len(expected) and sum(w is not None for w in expected) == 2
+  for got, want in zip(z, expected):
+    if want is not None:  # JSON has no NaN: the page's NaN cells arrive as None
+      np.testing.assert_array_equal(np.array(got, float), np.array(want, float))
+
+
 def test_hover_and_click_show_that_models_numbers_in_chromium(saved, tmp_path):
   """Headless Chromium: the page loads with no console error and no network request;
   hovering the relu cell (density 0.1, r = 3) shows its phase and eval loss; clicking it
@@ -158,6 +168,7 @@ def test_hover_and_click_show_that_models_numbers_in_chromium(saved, tmp_path):
   reason = browser.missing()
   if reason:
     pytest.skip(f"no browser to drive: {reason}")
+  from selenium.webdriver.support.ui import Select
   res, _, path = saved
   point = dict(CELL, lr=0, weight_decay=0, init_scale=0)
   seeds = [tuple(point[a] for a in res.axes[:-1]) + (k,) for k in range(3)]
@@ -168,13 +179,7 @@ def test_hover_and_click_show_that_models_numbers_in_chromium(saved, tmp_path):
     assert browser.console_errors(driver) == []
     urls = browser.requested_urls(driver)
     assert urls and all(u.startswith(("file://", "data:")) for u in urls), urls
-    # The page draws what figure_view draws (the notebook figures' z, cell for cell).
-    z = driver.execute_script("return document.getElementById('main').data.map(t => t.z || null)")
-    expected = [getattr(t, "z", None) for t in figures.figure_view(res).data]
-    assert len(z) == len(expected) and sum(w is not None for w in expected) == 2
-    for got, want in zip(z, expected):
-      if want is not None:
-        np.testing.assert_array_equal(np.array(got, float), np.array(want, float))
+    _same_heatmaps(driver, figures.figure_view(res))  # the notebook figure's cells
     cell = (SPEC.densities[CELL["density"]], SPEC.importances[CELL["importance"]])
     browser.point(driver, 1, *cell)  # the relu panel's heatmap
     hover = driver.execute_script(
@@ -183,6 +188,8 @@ def test_hover_and_click_show_that_models_numbers_in_chromium(saved, tmp_path):
     assert phase_name in hover and "density 1-S: 0.1" in hover, hover
     loss = float(re.search(r"eval loss: ([0-9.e-]+)", hover)[1])
     np.testing.assert_allclose(loss, res["eval_loss"][seeds[best]], rtol=1e-3)
+    agree = sum(res["phase"][s] == res["phase"][seeds[best]] and not res["diverged"][s] for s in seeds)
+    assert f"seeds (of 3) in the shown phase: {agree}" in hover, hover
     browser.point(driver, 1, *cell, click=True)
     rows = driver.find_elements("css selector", "#seed-table tbody tr")
     assert len(rows) == 3
@@ -194,6 +201,9 @@ def test_hover_and_click_show_that_models_numbers_in_chromium(saved, tmp_path):
       assert json.loads(value("td[data-model=W]")) == [float(v) for v in res["W"][seeds[k]].ravel()]
       assert json.loads(value("td[data-model=b]")) == [float(v) for v in res["b"][seeds[k]].ravel()]
       assert ("(best)" in row.text) == (k == best)
+    # Another seed rule redraws the same cells as figure_view does under it.
+    Select(driver.find_element("css selector", "select[data-control=seeds]")).select_by_value("typical")
+    _same_heatmaps(driver, figures.figure_view(res, seeds="typical"))
     assert browser.console_errors(driver) == []
     assert all(u.startswith(("file://", "data:")) for u in browser.requested_urls(driver))
     browser.screenshot(driver, str(tmp_path / "clicked.png"))
