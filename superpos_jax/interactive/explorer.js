@@ -229,7 +229,7 @@
     const xs = xa.values.map((v) => (st.x_inverse ? 1 / v : v));
     const palette = LOOK.feature_colors;
     const traces = [];
-    let top = 0;
+    let top = 0, lo = Infinity, hi = -Infinity;
     (fa ? fa.values.map((_, i) => i) : [null]).forEach((f, n) => {
       const name = f === null ? m.label : coord(fa, f);
       const color = fa && fa.name === "activation" ? LOOK.activation_colors[name] : palette[n % palette.length];
@@ -239,7 +239,7 @@
         if (f !== null) p[st.facet] = f;
         const v = value(st.metric, p, st.seeds), div = value("diverged", p, st.seeds);
         ys.push(div ? NaN : v);
-        if (Number.isFinite(v) && !div) top = Math.max(top, v);
+        if (Number.isFinite(v) && !div) { top = Math.max(top, v); if (v > 0) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }
         if (div) bad.push(xs[xi]);
         cd.push([pointIndex(p), coord(xa, xi), ...st.hover.map((h) => shown(h, value(h, p, st.seeds)))]);
       });
@@ -261,7 +261,7 @@
     });
     const layout = { height: 480, margin: { t: 30, l: 70, r: 20, b: 60 },
       xaxis: axisLayout(xa, st.x_title || (st.x_inverse ? `1/(${xa.label})` : xa.label)),
-      yaxis: { title: { text: m.label }, type: m.log ? "log" : "linear" },
+      yaxis: { title: { text: m.label }, type: m.log ? "log" : "linear", ...(m.log && hi / lo >= 10 ? { dtick: 1 } : {}) },
       shapes: st.guides.map((g) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: g, y1: g, line: { dash: "dash", color: "#666", width: 1 } })) };
     if (st.guides.length) layout.yaxis.range = [0, Math.max(1.15, Math.min(top * 1.05, 3))];
     return [traces, layout];

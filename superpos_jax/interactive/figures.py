@@ -155,7 +155,7 @@ def _curves(cube: cube_mod.Cube, state: dict, look: dict):
   m, xa = cube.metrics[state["metric"]], cube.axis(state["x"])
   fa = cube.axis(state["facet"]) if state["facet"] else None
   xs = [1 / v if state["x_inverse"] else v for v in xa.values]
-  traces, top = [], 0.0
+  traces, top, positive = [], 0.0, []
   for n, f in enumerate(range(len(fa.values)) if fa else [None]):
     name = m.label if f is None else _coord(fa, f)
     color = (look["activation_colors"][name] if fa is not None and fa.name == "activation"
@@ -169,6 +169,7 @@ def _curves(cube: cube_mod.Cube, state: dict, look: dict):
       ys.append(np.nan if bad else float(v))
       bad_x += [xs[xi]] if bad else []
       top = max(top, v) if np.isfinite(v) and not bad else top
+      positive += [v] if np.isfinite(v) and not bad and v > 0 else []
       cd.append([_flat(cube, p), _coord(xa, xi)] + [_shown(cube, h, cube.value(h, p, state["seeds"]))
                                           for h in state["hover"]])
     traces.append(dict(type="scatter", mode="lines+markers", x=xs, y=ys, name=name, customdata=cd,
@@ -192,7 +193,9 @@ def _curves(cube: cube_mod.Cube, state: dict, look: dict):
                          marker=dict(symbol="x", color=color, size=9)))
   title = state.get("x_title") or (f"1/({xa.label})" if state["x_inverse"] else xa.label)
   layout = dict(height=480, margin=dict(t=30, l=70, r=20, b=60), xaxis=_axis_layout(xa, title),
-                yaxis=dict(title=dict(text=m.label), type="log" if m.log else "linear"),
+                yaxis=dict(title=dict(text=m.label), type="log" if m.log else "linear",
+                           **({"dtick": 1} if m.log and positive and max(positive) / min(positive) >= 10
+                              else {})),
                 shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=g, y1=g,
                              line=dict(dash="dash", color="#666", width=1))
                         for g in state["guides"]])
@@ -227,6 +230,7 @@ def figure_view(result: Any, view: str | None = None, **changes: Any):
   caption = "  ·  ".join([*look["caption"], seeds, *notes])
   layout["title"] = dict(text=f"{look['title']}<br><sup>{caption}</sup>", font=dict(size=14))
   layout["margin"]["t"] = 90
+  layout["template"] = "none"  # plotly.js's own look, as on the page
   return go.Figure(data=traces, layout=layout)
 
 
@@ -336,6 +340,6 @@ def figure_models(result: Any, seed: int | None = None, view: str | None = None,
       fig.update_yaxes(autorange="reversed", row=r, col=c)
   where = " · ".join(f"{a.label} = {_coord(a, point[a.name])}" for a in cube.point_axes
                      if len(a.values) > 1)
-  fig.update_layout(height=330 * rows + 120, barmode="relative", showlegend=False,
+  fig.update_layout(height=330 * rows + 120, barmode="relative", showlegend=False, template="none",
                     title=dict(text=f"{look['title']}<br><sup>models at {where}; drawn: seed {seed}</sup>"))
   return fig
