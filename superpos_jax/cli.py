@@ -256,6 +256,9 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
   p.add_argument("--process-id", type=int, help="multi-host: this process's index")
   p.add_argument("--force", action="store_true", help="re-train even if a matching result exists")
   p.add_argument("--no-plot", action="store_true", help="only train and save the .npz")
+  p.add_argument("--explore", action="store_true",
+                 help="with the figures, also write the result's explorer page "
+                      "<figures>/<name>_explorer.html (interactive, offline; docs/explorer.md)")
   p.add_argument("--quiet", action="store_true", help="no progress display")
   return p
 
