@@ -119,6 +119,7 @@
     const axisOptions = varied.map((a) => [a.name, a.label]);
     controls.append(select("view", Object.keys(PRESETS).map((k) => [k, k]), PRESET, (v) => {
       PRESET = v; STATE = structuredClone(PRESETS[v]); draw();
+      if (STATE.open_panel) openPanel({ ...pointOf(0), ...STATE.open_panel });
     }));
     controls.append(select("chart", [["heatmap", "heatmap"], ["curves", "curves"]], STATE.kind, (v) => {
       if (v === "heatmap" && !STATE.y) STATE.y = varied.map((a) => a.name).find((n) => n !== STATE.x && n !== STATE.facet);
@@ -261,7 +262,8 @@
     });
     const layout = { height: 480, margin: { t: 30, l: 70, r: 20, b: 60 },
       xaxis: axisLayout(xa, st.x_title || (st.x_inverse ? `1/(${xa.label})` : xa.label)),
-      yaxis: { title: { text: m.label }, type: m.log ? "log" : "linear", ...(m.log && hi / lo >= 10 ? { dtick: 1 } : {}) },
+      yaxis: { title: { text: m.label }, type: m.log ? "log" : "linear", exponentformat: "power",
+        ...(m.log && hi / lo >= 100 ? { dtick: 1 } : {}) },
       shapes: st.guides.map((g) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: g, y1: g, line: { dash: "dash", color: "#666", width: 1 } })) };
     if (st.guides.length) layout.yaxis.range = [0, Math.max(1.15, Math.min(top * 1.05, 3))];
     return [traces, layout];
@@ -317,14 +319,17 @@
   }
   function lossPlot(div, point) {
     const best = BEST[pointIndex(point)], traces = [];
+    let lo = Infinity, hi = -Infinity;
     for (let k = 0; k < NSEEDS; k++) {
-      const mi = modelIndex(point, k), bad = METRICS.diverged.values[mi];
-      traces.push({ type: "scatter", mode: "lines", x: META.history_steps, y: Array.from(modelArray("loss_history", mi)),
+      const mi = modelIndex(point, k), bad = METRICS.diverged.values[mi], y = Array.from(modelArray("loss_history", mi));
+      for (const v of y) if (v > 0) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      traces.push({ type: "scatter", mode: "lines", x: META.history_steps, y,
         name: seedLabel(k), line: { width: k === best ? 2.4 : 1, dash: bad ? "dash" : "solid", color: bad ? LOOK.diverged : undefined },
         hovertemplate: `${seedLabel(k)}<br>step %{x}: loss %{y:.4~g}<extra></extra>` });
     }
     Plotly.react(div, traces, { title: { text: "training loss of every seed (best: thick)", font: { size: 13 } },
-      xaxis: { title: { text: "step" } }, yaxis: { type: "log", title: { text: "loss" } }, margin: { t: 40, l: 60, r: 10, b: 45 } },
+      xaxis: { title: { text: "step" } }, yaxis: { type: "log", title: { text: "loss" }, exponentformat: "power", ...(hi / lo >= 100 ? { dtick: 1 } : {}) },
+      margin: { t: 40, l: 60, r: 10, b: 45 } },
       PANEL_CONFIG);
   }
   function modelPlot(part, div, mi) {
@@ -339,7 +344,7 @@
         showscale: false, xaxis: "x2", yaxis: "y", hovertemplate: "b<sub>%{y}</sub> = %{z:.4~g}<extra></extra>" }];
       Object.assign(layout, { title: { text: "W<sup>T</sup>W (left) and bias b (strip)", font: { size: 13 } },
         xaxis: { domain: [0, 0.84], title: { text: "feature j" }, anchor: "y" },
-        xaxis2: { domain: [0.87, 0.92], showticklabels: false, anchor: "y" },
+        xaxis2: { domain: [0.87, 0.92], showticklabels: false, ticks: "", showgrid: false, zeroline: false, anchor: "y" },
         yaxis: { autorange: "reversed", title: { text: "feature i" }, anchor: "x" } });
     } else if (part === "norms") {
       const sup = modelArray("superposition", mi);
@@ -398,7 +403,7 @@
     const pt = ev.points && ev.points[0];
     if (pt && pt.customdata) openPanel(pointOf(pt.customdata[0]));
   });
-  if (STATE.open_panel) openPanel(pointOf(0));
+  if (STATE.open_panel) openPanel({ ...pointOf(0), ...STATE.open_panel });
   document.getElementById("title").innerHTML = LOOK.title;
   if (META.source) document.getElementById("source").textContent = " " + META.source;
   status.textContent = "";

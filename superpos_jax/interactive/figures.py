@@ -194,7 +194,8 @@ def _curves(cube: cube_mod.Cube, state: dict, look: dict):
   title = state.get("x_title") or (f"1/({xa.label})" if state["x_inverse"] else xa.label)
   layout = dict(height=480, margin=dict(t=30, l=70, r=20, b=60), xaxis=_axis_layout(xa, title),
                 yaxis=dict(title=dict(text=m.label), type="log" if m.log else "linear",
-                           **({"dtick": 1} if m.log and positive and max(positive) / min(positive) >= 10
+                           exponentformat="power",
+                           **({"dtick": 1} if m.log and positive and max(positive) / min(positive) >= 100
                               else {})),
                 shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=g, y1=g,
                              line=dict(dash="dash", color="#666", width=1))
@@ -234,13 +235,24 @@ def figure_view(result: Any, view: str | None = None, **changes: Any):
   return go.Figure(data=traces, layout=layout)
 
 
+def _nearest(axis: cube_mod.Axis, value: Any) -> int:
+  """Index of `value` on `axis`: a name exactly, a number the nearest (in log on log axes)."""
+  if isinstance(axis.values[0], str):
+    if value not in axis.values:
+      raise KeyError(f"{axis.name}={value!r} is not in this result; values: {axis.values}")
+    return axis.values.index(value)
+  values = np.asarray(axis.values, np.float64)
+  if axis.log and float(value) > 0:
+    return int(np.argmin(np.abs(np.log(values) - np.log(float(value)))))
+  return int(np.argmin(np.abs(values - float(value))))
+
+
 def _point(cube: cube_mod.Cube, coords: dict[str, Any]) -> dict[str, int]:
-  """Grid indices of the point at the coordinate values `coords` (default: the first)."""
+  """Grid indices of the point nearest the coordinate values `coords` (others: the first)."""
   unknown = set(coords) - {a.name for a in cube.point_axes}
   if unknown:
     raise KeyError(f"unknown axes {sorted(unknown)}; axes: {[a.name for a in cube.point_axes]}")
-  return {a.name: (cube.result.index(a.name, coords[a.name]) if a.name in coords else 0)
-          for a in cube.point_axes}
+  return {a.name: _nearest(a, coords[a.name]) if a.name in coords else 0 for a in cube.point_axes}
 
 
 def _model_traces(cube: cube_mod.Cube, part: str, mi: tuple, look: dict) -> list[dict]:
@@ -287,7 +299,7 @@ def _table(cube: cube_mod.Cube, point: dict[str, int], weights: bool) -> dict:
       v, m = cube.metrics[name].values[mi], cube.metrics[name]
       row.append(m.categories[int(v)] if m.categories else f"{float(v):.4g}")
     if weights:
-      row += [np.array2string(np.asarray(cube.model[w][mi]).ravel(), precision=4, separator=", ")
+      row += ["[" + ", ".join(f"{v:.4g}" for v in np.asarray(cube.model[w][mi]).ravel()) + "]"
               for w in ("W", "b")]
     rows.append(row)
   header = ["model", *[cube.metrics[k].label for k in names], *(["W", "b"] if weights else [])]
@@ -302,7 +314,7 @@ def figure_models(result: Any, seed: int | None = None, view: str | None = None,
     seed: the seed (flat over the seed axes) whose weights are drawn (default: the best).
     view: the preset whose panel to draw (default: the page's first view).
     **coords: coordinate values of the point, e.g. `activation="relu", density=0.1`
-      (axes not given: their first value).
+      (a number picks the grid's nearest value; axes not given: their first value).
 
   Returns:
     `plotly.graph_objects.Figure`: the table of every seed, then every seed's loss curve
@@ -316,9 +328,14 @@ def figure_models(result: Any, seed: int | None = None, view: str | None = None,
   seed = cube.seed_of(point, "best") if seed is None else seed
   parts = ["loss"] + [p for p in state["panel"] if p not in ("table", "weights", "loss")]
   rows = 1 + -(-len(parts) // 2)
+  table_px, plot_px = 70 + 46 * cube.n_seeds, 330
+  titles = {"loss": "training loss of every seed (best: thick)", "gram": "WᵀW and bias b (strip)",
+            "norms": "feature norms ‖W<sub>i</sub>‖, coloured by superposition",
+            "neurons": "features of each hidden neuron", "feature_dims": "D<sub>i</sub> per feature"}
   fig = make_subplots(rows=rows, cols=2, specs=[[{"type": "table", "colspan": 2}, None]] +
-                      [[{}, {}] for _ in range(rows - 1)], row_heights=[0.5] + [1] * (rows - 1),
-                      subplot_titles=["", *parts], vertical_spacing=0.08)
+                      [[{}, {}] for _ in range(rows - 1)],
+                      row_heights=[table_px] + [plot_px] * (rows - 1),
+                      subplot_titles=["", *[titles.get(p, p) for p in parts]], vertical_spacing=0.06)
   fig.add_trace(go.Table(**{k: v for k, v in _table(cube, point, "weights" in state["panel"]).items()
                             if k != "type"}), row=1, col=1)
   steps = np.asarray(cube.history_steps).tolist()
@@ -330,6 +347,7 @@ def figure_models(result: Any, seed: int | None = None, view: str | None = None,
                      line=dict(width=2.4 if k == cube.seed_of(point, "best") else 1))
                 for k in range(cube.n_seeds)]
       fig.update_yaxes(type="log", row=r, col=c)
+      fig.update_xaxes(title_text="step", row=r, col=c)
     else:
       traces = _model_traces(cube, part, cube.model_index(point, seed), look)
     for t in traces:
@@ -340,6 +358,7 @@ def figure_models(result: Any, seed: int | None = None, view: str | None = None,
       fig.update_yaxes(autorange="reversed", row=r, col=c)
   where = " · ".join(f"{a.label} = {_coord(a, point[a.name])}" for a in cube.point_axes
                      if len(a.values) > 1)
-  fig.update_layout(height=330 * rows + 120, barmode="relative", showlegend=False, template="none",
+  fig.update_layout(height=table_px + plot_px * (rows - 1) + 160, barmode="relative",
+                    showlegend=False, template="none",
                     title=dict(text=f"{look['title']}<br><sup>models at {where}; drawn: seed {seed}</sup>"))
   return fig

@@ -6,8 +6,10 @@ JSON index of names, types and shapes; the browser inflates it with its own
 `DecompressionStream`.
 Numbers are float32 as in the result file, integers in the smallest type that holds
 them, except the loss histories (the only bulk of an n = 2 sweep: T windows per model),
-stored as 16-bit steps of log10(loss) (delta-coded), 1e-4 relative precision at worst:
-the curves are drawn from them; every number a table or hover prints is float32.
+stored as 16-bit steps of log10(loss) (delta-coded) over the page's range of losses: to
+within half a step, a relative error of `10^(decades / 131068) - 1` (9e-5 over 5
+decades; `curve_precision`). The curves are drawn from them; every number a table or
+hover prints is float32.
 
 plotly.js is not embedded: `write` puts one copy, `plotly.min.js`, beside the pages
 (plotly's own `include_plotlyjs="directory"` convention), shared by every page of the
@@ -90,6 +92,11 @@ def _log16(array: np.ndarray) -> tuple[np.ndarray, float, float]:
   span = hi - lo if hi > lo else 1.0
   q = np.where(ok, np.round((logs - lo) / span * LOG16_MAX), LOG16_MAX + 1).astype(np.int64)
   return (np.diff(q, axis=-1, prepend=0) % 2**16).astype(np.uint16), lo, lo + span
+
+
+def curve_precision(entry: dict[str, Any]) -> float:
+  """The largest relative error of a "log16" array of the page's index (half a step)."""
+  return float(10 ** ((entry["hi"] - entry["lo"]) / (2 * LOG16_MAX)) - 1)
 
 
 def pack(cube: cube_mod.Cube) -> tuple[dict[str, Any], str]:

@@ -12,7 +12,8 @@ notebook figures (`figures.py`):
   overlay   ["relu_closed_form"]: the closed-form n = 2 ReLU boundaries on the relu panel
   guides    y values of dashed guide lines (curves), `guides_note` says what they are
   panel     what a click opens: "table", "loss", "weights", "gram", "norms", "neurons",
-            "feature_dims", "bars:<model array>"
+            "feature_dims", "bars:<model array>"; `open_panel`: {axis: index} of a point
+            whose panel the page opens with (None: none until a click)
 
 The presets (the study's three figures, and a default for anything else) only fill in
 these fields; there is no other code path per figure.
@@ -81,9 +82,16 @@ def _state(cube: Cube, kind: str, x: str, y: str | None, facet: str | None, metr
   hover = [h for h in dict.fromkeys([metric, *hover]) if h in cube.metrics]
   state = dict(kind=kind, x=x, y=y, facet=facet, metric=metric, hover=hover, seeds="best",
                fixed=_fixed(cube, {x, y, facet}), overlay=[], guides=[], guides_note="",
-               x_inverse=False, x_title=None, open_panel=False, panel=_panel(cube))
+               x_inverse=False, x_title=None, open_panel=None, panel=_panel(cube))
   state.update(extra)
   return state
+
+
+def _sparsest_relu(cube: Cube) -> dict[str, int]:
+  """The point a page opens its panel at: relu (or the first activation), sparsest density."""
+  acts = cube.axis("activation").values
+  return {"activation": acts.index("relu") if "relu" in acts else 0,
+          "density": int(np.argmin(cube.axis("density").values))}
 
 
 def generic(cube: Cube) -> dict[str, Any]:
@@ -110,7 +118,7 @@ def presets(cube: Cube) -> dict[str, dict[str, Any]]:
   if cube.kind == "sweep" and 2 < cube.n <= 40 and "density" in varied:
     out["feature matrices"] = _state(
         cube, "heatmap", "density", "activation", None, "embedded_norm",
-        ["eval_loss", "dims_per_feature"], open_panel=True)
+        ["eval_loss", "dims_per_feature"], open_panel=_sparsest_relu(cube))
   if cube.kind == "sweep" and cube.n > 40 and "density" in varied:
     out["dimensions per feature"] = _state(
         cube, "curves", "density", None, "activation", "dims_per_feature",
