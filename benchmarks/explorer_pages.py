@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,9 +64,11 @@ TARGETS = {
                      "const d = document.getElementById('main').data;"
                      "return [d.findIndex(t => t.type === 'heatmap' && t.xaxis === 'x2'),"
                      " m.axes[1].values[11], m.axes[2].values[15]];",
-    # relu's curve at its sparsest density
+    # relu's point nearest D* = 1/2 (TMS's sticky antipodal pairs)
     "dims_per_feature": "const d = document.getElementById('main').data;"
-                        "const i = d.findIndex(t => t.name === 'relu'), t = d[i], k = t.x.length - 1;"
+                        "const i = d.findIndex(t => t.name === 'relu'), t = d[i];"
+                        "const k = t.y.reduce((b, y, j) => Math.abs(y - 0.5) < Math.abs(t.y[b] - 0.5)"
+                        " ? j : b, 0);"
                         "return [i, t.x[k], t.y[k]];",
     "feature_matrices": None,  # its page opens with a model's panel
 }
@@ -90,7 +93,8 @@ def shots(driver, folder: str, out: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--pages", nargs="*", help="pages to measure (default: figures/*_explorer.html)")
   p.add_argument("--repeats", type=int, default=5, help="loads per page (default 5)")
   p.add_argument("--out", default=os.path.join(REPO, "figures", "explorer.json"))
@@ -102,10 +106,10 @@ def main(argv=None) -> int:
     print(f"error: {reason}", file=sys.stderr)
     return 2
   pages = args.pages or sorted(glob.glob(os.path.join(REPO, "figures", "*_explorer.html")))
-  version = subprocess.run([b for b in browser.BROWSERS if browser.shutil.which(b)][:1] + ["--version"],
-                           capture_output=True, text=True).stdout.strip()
+  binary = next(b for b in browser.BROWSERS if shutil.which(b))
+  version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
   rows = []
-  with browser.chromium(1400, 1000) as driver:
+  with browser.chromium(1400, 1500) as driver:  # tall enough for a page with its panel open
     browser.open_page(driver, pages[0])  # warm the browser: its first start is not the page's
     for path in pages:
       rows.append(measure(driver, path, args.repeats))

@@ -90,10 +90,17 @@ def requested_urls(driver) -> list[str]:
 
 
 def screenshot(driver, path: str, max_height: int = 4000) -> str:
-  """Saves the whole page (up to `max_height` pixels) as a PNG at `path`."""
+  """Saves the whole page (up to `max_height` pixels) as a PNG at `path`: the window as it
+  is when the page fits it (hover labels included), else captured beyond the window."""
   import base64
   height = min(int(driver.execute_script("return document.documentElement.scrollHeight")),
                max_height)
+  if height <= int(driver.execute_script("return window.innerHeight")):
+    from PIL import Image  # matplotlib's dependency
+    driver.save_screenshot(path)
+    with Image.open(path) as image:
+      image.crop((0, 0, image.width, height)).save(path)
+    return path
   width = int(driver.execute_script("return document.documentElement.scrollWidth"))
   shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
       "format": "png", "captureBeyondViewport": True,

@@ -114,13 +114,16 @@ class Cube:
 
   def seed_of(self, point: dict[str, int], mode: str) -> int:
     """The flat seed index a view's `seeds` mode ("best" or "<k>") shows at `point`."""
-    return int(self.best[tuple(point[a.name] for a in self.point_axes)]) if mode == "best" else int(mode)
+    if mode != "best":
+      return int(mode)
+    return int(self.best[tuple(point[a.name] for a in self.point_axes)])
 
   def value(self, name: str, point: dict[str, int], mode: str) -> float:
     """Metric `name` at `point` under the seeds mode "best", "typical" or "<k>"."""
     m = self.metrics[name]
     if mode == "typical":
-      return np.nan if m.typical is None else m.typical[tuple(point[a.name] for a in self.point_axes)]
+      where = tuple(point[a.name] for a in self.point_axes)
+      return np.nan if m.typical is None else m.typical[where]
     return m.values[self.model_index(point, self.seed_of(point, mode))]
 
 
@@ -188,7 +191,8 @@ def sweep_cube(result: results.SweepResult) -> Cube:
   metrics = _sweep_metrics(result, typical)
   if "phase" in result.data and seeded:
     ax, healthy = result.axes.index("seed"), ~result["diverged"]
-    metrics["agree"] = Metric(f"seeds (of {len(result.coords['seed'])}) in the shown phase", _agreeing(result["phase"], healthy, ax),
+    metrics["agree"] = Metric(f"seeds (of {len(result.coords['seed'])}) in the shown phase",
+                              _agreeing(result["phase"], healthy, ax),
                               _agreeing(result["phase"], healthy, ax, typical["phase"]))
   model = {k: result.data[k] for k in ("W", "W2", "b", "loss_history", "feature_norms",
                                        "superposition", "feature_dimensionality")
@@ -214,7 +218,8 @@ def sae_cube(result: sae_results.SAEResult) -> Cube:
   metrics = {}
   for key, label in named.items():
     v = np.asarray(values[key], np.float64)
-    metrics[key.replace(" ", "_")] = Metric(label, v, summary_sae.reduce(v, res, summary_sae.TYPICAL))
+    typical = summary_sae.reduce(v, res, summary_sae.TYPICAL)
+    metrics[key.replace(" ", "_")] = Metric(label, v, typical)
   loss = np.where(res["diverged"], np.nan, res["eval_loss"])
   metrics["eval_loss"] = Metric("SAE eval loss", loss,
                                 summary_sae.reduce(loss, res, summary_sae.TYPICAL), log=True)

@@ -87,7 +87,7 @@
     return m.categories && Number.isFinite(v) ? m.categories[v] : v;
   };
   const hoverLine = (name, k) => `${METRICS[name].label}: %{customdata[${k}]${METRICS[name].categories ? "" : ":.4~g"}}`;
-  const plain = (html) => html.replace(/<sup>2<\/sup>/g, "²").replace(/<[^>]+>/g, "");
+  const plain = (html) => html.replace(/<sup>2<\/sup>/g, "²").replace(/<sub>i<\/sub>/g, "ᵢ").replace(/<[^>]+>/g, "");
   const modeText = (mode) => (NSEEDS === 1 ? "1 seed" : mode === "best" ? `best of ${NSEEDS} seeds (lowest eval loss)`
     : mode === "typical" ? LOOK.typical : seedLabel(+mode));
 
@@ -98,10 +98,10 @@
   const controls = document.getElementById("controls");
   function select(label, options, current, onchange) {
     const el = document.createElement("label");
-    el.textContent = label + " ";
+    el.textContent = plain(label) + " ";
     const s = document.createElement("select");
-    s.dataset.control = label;
-    for (const [v, text] of options) s.add(new Option(text, v, false, String(v) === String(current)));
+    s.dataset.control = plain(label);
+    for (const [v, text] of options) s.add(new Option(plain(String(text)), v, false, String(v) === String(current)));
     s.onchange = () => onchange(s.value);
     el.appendChild(s);
     return el;
@@ -136,7 +136,7 @@
     controls.append(select(STATE.kind === "heatmap" ? "panels" : "lines", [["", "none"], ...axisOptions], STATE.facet ?? "", (v) => {
       setAxes({ facet: v || null }); draw();
     }));
-    controls.append(select("metric", Object.entries(METRICS).map(([k, m]) => [k, plain(m.label)]), STATE.metric, (v) => {
+    controls.append(select("metric", Object.entries(METRICS).map(([k, m]) => [k, m.label]), STATE.metric, (v) => {
       STATE.metric = v; STATE.hover = [v, ...STATE.hover.filter((h) => h !== v)]; draw();
     }));
     const modes = [["best", "best seed"]];
@@ -381,7 +381,7 @@
     PANEL = { point, seed: seed ?? BEST[pointIndex(point)] };
     panel.hidden = false;
     document.getElementById("panel-title").textContent = "models at " + POINT_AXES.filter((a) => a.values.length > 1)
-      .map((a) => `${a.label} = ${coord(a, point[a.name])}`).join(" · ");
+      .map((a) => `${plain(a.label)} = ${coord(a, point[a.name])}`).join(" · ");
     const pc = document.getElementById("panel-controls");
     pc.replaceChildren(...POINT_AXES.filter((a) => a.values.length > 1).map((a) =>
       select(a.label, a.values.map((_, j) => [j, coord(a, j)]), point[a.name], (v) => openPanel({ ...point, [a.name]: +v }))));

@@ -165,7 +165,8 @@ def _curves(cube: cube_mod.Cube, state: dict, look: dict):
       p = dict(state["fixed"], **{state["x"]: xi})
       if f is not None:
         p[state["facet"]] = f
-      v, bad = cube.value(state["metric"], p, state["seeds"]), cube.value("diverged", p, state["seeds"])
+      v = cube.value(state["metric"], p, state["seeds"])
+      bad = cube.value("diverged", p, state["seeds"])
       ys.append(np.nan if bad else float(v))
       bad_x += [xs[xi]] if bad else []
       top = max(top, v) if np.isfinite(v) and not bad else top
@@ -263,8 +264,9 @@ def _model_traces(cube: cube_mod.Cube, part: str, mi: tuple, look: dict) -> list
     W = arr("W")
     return [dict(type="heatmap", z=(W.T @ W).tolist(), zmin=-1, zmax=1, colorscale=look["coolwarm"],
                  hovertemplate="W<sub>%{y}</sub>·W<sub>%{x}</sub> = %{z:.4~g}<extra></extra>"),
-            dict(type="heatmap", z=arr("b")[:, None].tolist(), x=[n + 0.5], zmin=-1, zmax=1, showscale=False,
-                 colorscale=look["coolwarm"], hovertemplate="b<sub>%{y}</sub> = %{z:.4~g}<extra></extra>")]
+            dict(type="heatmap", z=arr("b")[:, None].tolist(), x=[n + 0.5], zmin=-1, zmax=1,
+                 showscale=False, colorscale=look["coolwarm"],
+                 hovertemplate="b<sub>%{y}</sub> = %{z:.4~g}<extra></extra>")]
   if part == "norms":
     sup = arr("superposition")
     return [dict(type="bar", orientation="h", y=idx, x=arr("feature_norms").tolist(),
@@ -280,7 +282,8 @@ def _model_traces(cube: cube_mod.Cube, part: str, mi: tuple, look: dict) -> list
                                                    "<extra></extra>") for i in idx]
   if part == "feature_dims":
     return [dict(type="scatter", mode="markers", x=idx, y=arr("feature_dimensionality").tolist(),
-                 marker=dict(size=5), hovertemplate="feature %{x}: D<sub>i</sub> = %{y:.4~g}<extra></extra>")]
+                 marker=dict(size=5),
+                 hovertemplate="feature %{x}: D<sub>i</sub> = %{y:.4~g}<extra></extra>")]
   name = part.split(":", 1)[1]
   v = arr(name)
   return [dict(type="bar", x=list(range(v.size)), y=v.tolist(),
@@ -303,7 +306,7 @@ def _table(cube: cube_mod.Cube, point: dict[str, int], weights: bool) -> dict:
               for w in ("W", "b")]
     rows.append(row)
   header = ["model", *[cube.metrics[k].label for k in names], *(["W", "b"] if weights else [])]
-  return dict(type="table", header=dict(values=header), cells=dict(values=list(map(list, zip(*rows)))))
+  return dict(header=dict(values=header), cells=dict(values=[list(c) for c in zip(*rows)]))
 
 
 def figure_models(result: Any, seed: int | None = None, view: str | None = None, **coords: Any):
@@ -335,9 +338,9 @@ def figure_models(result: Any, seed: int | None = None, view: str | None = None,
   fig = make_subplots(rows=rows, cols=2, specs=[[{"type": "table", "colspan": 2}, None]] +
                       [[{}, {}] for _ in range(rows - 1)],
                       row_heights=[table_px] + [plot_px] * (rows - 1),
-                      subplot_titles=["", *[titles.get(p, p) for p in parts]], vertical_spacing=0.06)
-  fig.add_trace(go.Table(**{k: v for k, v in _table(cube, point, "weights" in state["panel"]).items()
-                            if k != "type"}), row=1, col=1)
+                      subplot_titles=["", *[titles.get(p, p) for p in parts]],
+                      vertical_spacing=0.06)
+  fig.add_trace(go.Table(**_table(cube, point, "weights" in state["panel"])), row=1, col=1)
   steps = np.asarray(cube.history_steps).tolist()
   for i, part in enumerate(parts):
     r, c = 2 + i // 2, 1 + i % 2
@@ -351,14 +354,14 @@ def figure_models(result: Any, seed: int | None = None, view: str | None = None,
     else:
       traces = _model_traces(cube, part, cube.model_index(point, seed), look)
     for t in traces:
-      kind = t.pop("type")
-      fig.add_trace(getattr(go, {"heatmap": "Heatmap", "bar": "Bar", "scatter": "Scatter"}[kind])(**t),
-                    row=r, col=c)
+      kind = {"heatmap": go.Heatmap, "bar": go.Bar, "scatter": go.Scatter}[t.pop("type")]
+      fig.add_trace(kind(**t), row=r, col=c)
     if part in ("gram", "norms"):
       fig.update_yaxes(autorange="reversed", row=r, col=c)
   where = " · ".join(f"{a.label} = {_coord(a, point[a.name])}" for a in cube.point_axes
                      if len(a.values) > 1)
   fig.update_layout(height=table_px + plot_px * (rows - 1) + 160, barmode="relative",
                     showlegend=False, template="none",
-                    title=dict(text=f"{look['title']}<br><sup>models at {where}; drawn: seed {seed}</sup>"))
+                    title=dict(text=f"{look['title']}<br>"
+                                    f"<sup>models at {where}; drawn: seed {seed}</sup>"))
   return fig
