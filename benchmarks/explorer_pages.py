@@ -37,9 +37,12 @@ def _models(meta: dict) -> int:
 
 def measure(driver, path: str, repeats: int) -> dict:
   """Load times (s) of `repeats` fresh loads, the page's size and what it holds."""
-  times = []
+  times, stages = [], []
   for _ in range(repeats):
     times.append(browser.open_page(driver, path))
+    stages.append(driver.execute_script(  # explorer.js's marks: where the time goes
+        "return Object.fromEntries(performance.getEntriesByType('mark')"
+        ".filter(m => m.name.startsWith('explorer:')).map(m => [m.name.slice(9), m.startTime]))"))
     errors = browser.console_errors(driver)
     if errors:
       raise RuntimeError(f"{path}: console errors {errors}")
@@ -54,7 +57,10 @@ def measure(driver, path: str, repeats: int) -> dict:
           "bytes": os.path.getsize(path), "models": _models(meta),
           "views": list(meta["presets"]), "load_s": [round(t, 3) for t in times],
           "loss_curves_relative_error": page.curve_precision(meta["arrays"]["model:loss_history"]),
-          "load_s_median": round(statistics.median(times), 3), "load_s_max": round(max(times), 3)}
+          "load_s_median": round(statistics.median(times), 3), "load_s_max": round(max(times), 3),
+          # median ms from navigation start: script start (plotly.js and the page parsed),
+          # data inflated, arrays decoded, first view drawn
+          "stages_ms": {k: round(statistics.median(st[k] for st in stages)) for k in stages[0]}}
 
 
 # Which point each screenshot clicks: JavaScript returning [trace, x, y] of the main chart.
