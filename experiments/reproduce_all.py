@@ -2,8 +2,8 @@
 
 Runs input_batches, feature_matrices, phase_diagram and dims_per_feature in turn, each
 writing its explorer page beside its figures (`<name>_explorer.html`, docs/explorer.md),
-then prints what each step took. Every step's flags are checked (and its spec built) before the
-first one trains, and each step gets only the flags it knows (--r goes to
+then prints what each step took. Every step's flags are checked (and its spec built)
+before the first one trains, and each step gets only the flags it knows (--r goes to
 feature_matrices, --grid to phase_diagram). Results already in --out with the same spec
 are reused. The paper preset writes figures/; any other preset writes figures/<preset>/.
 
