@@ -1,8 +1,9 @@
 """Reproduce every figure of the study (one command).
 
-Runs input_batches, feature_matrices, phase_diagram and dims_per_feature in turn, then
-prints what each step took. Every step's flags are checked (and its spec built) before the
-first one trains, and each step gets only the flags it knows (--r goes to
+Runs input_batches, feature_matrices, phase_diagram and dims_per_feature in turn, each
+writing its explorer page beside its figures (`<name>_explorer.html`, docs/explorer.md),
+then prints what each step took. Every step's flags are checked (and its spec built)
+before the first one trains, and each step gets only the flags it knows (--r goes to
 feature_matrices, --grid to phase_diagram). Results already in --out with the same spec
 are reused. The paper preset writes figures/; any other preset writes figures/<preset>/.
 
@@ -55,6 +56,7 @@ def step_argv(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
 
 def main(argv=None):
   args = _parser().parse_args(argv)
+  args.explore = True  # one explorer page per experiment, beside its figures
   steps = [(m, step_argv(args, m.PARSER)) for m in TRAINING]
   figures = cli.figures_dir(args)
   inputs_argv = ["--figures", figures] + (["--quiet"] if args.quiet else [])

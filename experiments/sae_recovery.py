@@ -15,6 +15,7 @@ embedded features (||W_i|| > 0.5). Numbers in sae_recovery_summary.json.
   python experiments/sae_recovery.py --l1s 0.1,0.3 --sae-seeds 5
 """
 
+import os
 import sys
 
 from superpos_jax import cli, launch
@@ -116,6 +117,12 @@ def main(argv=None):
         studies, setting, {k: r.meta.get("timings", {}) for k, r in toys.items()}), folder)
     launch.save_outputs(args, NAME, toys["n10"], lambda: figures(studies, setting),
                         summarize=summarize)
+    if args.explore:  # the SAE stages' pages too (the generic view)
+      from superpos_jax.interactive import page
+      folder = cli.figures_dir(args)
+      for study, res in studies.items():
+        path = page.write(res, os.path.join(folder, f"{NAME}-{study}-sae_explorer.html"))
+        cli.log(args, f"[{NAME}] wrote {os.path.relpath(path)}")
 
 
 if __name__ == "__main__":

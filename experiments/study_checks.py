@@ -167,6 +167,11 @@ def main(argv=None):
       "phase_basins": plotting.figure_phase_basins(phase["paper_setting"], closed_form=True),
       "phase_shared_init": plotting.figure_phase_diagram(phase["shared_init"]),
       "phase_notebook_init": plotting.figure_phase_diagram(phase["notebook_init"])}, folder)
+  if args.explore:  # several results: one page each
+    from superpos_jax.interactive import page
+    for key, res in {**solu, **phase}.items():
+      path = page.write(res, os.path.join(folder, f"{NAME}-{key}_explorer.html"))
+      cli.log(args, f"[{NAME}] wrote {os.path.relpath(path)}")
   report = {"solu": _solu_section(solu, coupled), "phase": _phase_section(phase)}
   path = os.path.join(folder, f"{NAME}_summary.json")
   results.write_atomically(path, lambda f: f.write(json.dumps(report, indent=1).encode()))

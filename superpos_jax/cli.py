@@ -223,6 +223,9 @@ def experiment_parser(doc: str, presets: dict[str, dict[str, Any]]) -> ArgumentP
                           "$SUPERPOS_JAX_COMPILE_CACHE; =off turns it off for every run)")
   p.add_run_argument("--force", action="store_true", help="re-train even if a matching result exists")
   p.add_run_argument("--no-plot", action="store_true", help="only train and save the .npz")
+  p.add_run_argument("--explore", action="store_true",
+                     help="with the figures, also write the result's explorer page "
+                          "<figures>/<name>_explorer.html (interactive, offline; docs/explorer.md)")
   p.add_run_argument("--quiet", action="store_true", help="no progress display")
   return p
 

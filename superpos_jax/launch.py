@@ -238,7 +238,7 @@ def save_outputs(args: argparse.Namespace, name: str, result: results.SweepResul
                  figures: Callable[[], dict[str, Any]], custom: bool = False,
                  summarize: Callable[[str], str] | None = None) -> None:
   """Draws `figures()` and writes the machine-readable summary next to them (process 0
-  only), in `cli.figures_dir(args, custom)`.
+  only), in `cli.figures_dir(args, custom)`; with `--explore`, also `result`'s explorer page.
 
   `summarize(folder) -> path` writes the summary of an experiment that `summary.SECTIONS`
   does not know (e.g. one built from two results); default `summary.save(name, result)`.
@@ -251,3 +251,7 @@ def save_outputs(args: argparse.Namespace, name: str, result: results.SweepResul
   save_figures(args, name, figures(), folder)
   path = summarize(folder) if summarize else summary.save(name, result, folder)
   log(args, f"[{name}] wrote {os.path.relpath(path)}")
+  if getattr(args, "explore", False):
+    from superpos_jax.interactive import page
+    path = page.write(result, os.path.join(folder, f"{name}_explorer.html"))
+    log(args, f"[{name}] wrote {os.path.relpath(path)}")

@@ -57,11 +57,11 @@ def _imports(path: str) -> set[str]:
     tree = ast.parse(f.read(), path)
   out = set()
   for node in ast.walk(tree):
-    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-      if node.module == PACKAGE:
-        out |= {f"{PACKAGE}.{a.name}" for a in node.names}
-      elif node.module.startswith(PACKAGE + "."):
-        out.add(node.module)
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and (
+        node.module == PACKAGE or node.module.startswith(PACKAGE + ".")):
+      for a in node.names:  # `from superpos_jax.x import y`: the module y, or a name of x
+        sub = f"{node.module}.{a.name}"
+        out.add(sub if _module_path(sub) else node.module)
     elif isinstance(node, ast.Import):
       out |= {a.name for a in node.names if a.name.startswith(PACKAGE + ".")}
   return out

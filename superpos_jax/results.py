@@ -218,6 +218,19 @@ class SweepResult:
     attrs["schema_version"] = SCHEMA_VERSION
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
+  def best_seed(self) -> np.ndarray:
+    """Position on the seed axis of the lowest finite `eval_loss` at every grid point.
+
+    The seed `reduce_seeds("best")` keeps; an explorer page marks it with this index.
+
+    Returns:
+      int `[grid shape less the seed axis]`.
+    """
+    if "seed" not in self.coords:
+      raise ValueError("this result has no seed axis left")
+    loss = np.where(np.isfinite(self.data["eval_loss"]), self.data["eval_loss"], np.inf)
+    return np.argmin(loss, axis=self.axes.index("seed"))
+
   def reduce_seeds(self, rule: str = "best") -> "SweepResult":
     """Collapses the seed axis the way TMS phase diagrams do.
 
@@ -233,11 +246,10 @@ class SweepResult:
     """
     if rule not in SEED_RULES:
       raise ValueError(f"unknown seed rule {rule!r}; valid: {', '.join(SEED_RULES)}")
-    if "seed" not in self.coords:
-      raise ValueError("this result has no seed axis left")
+    best = self.best_seed()  # raises where no seed axis is left
     ax = self.axes.index("seed")
+    best = np.expand_dims(best, ax)
     loss = np.where(np.isfinite(self.data["eval_loss"]), self.data["eval_loss"], np.inf)
-    best = np.expand_dims(np.argmin(loss, axis=ax), ax)
 
     def take(v, which):
       which = which.reshape(which.shape + (1,) * (v.ndim - which.ndim))

@@ -131,6 +131,11 @@ def test_reproduce_all_quick_runs_every_step_and_records_timings(tmp_path):
   assert all(s["exit_status"] == 0 and s["seconds"] > 0 for s in report["steps"])
   assert 0.1 < report["peak_memory_gib"] < 24
   assert len(glob.glob(str(tmp_path / "runs" / "*.npz"))) == 3
+  # One explorer page per training step beside its figures, one plotly.js for all.
+  pages = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "figs" / "*_explorer.html")))
+  assert pages == [f"{s}_explorer.html" for s in ("dims_per_feature", "feature_matrices",
+                                                  "phase_diagram")]
+  assert os.path.getsize(tmp_path / "figs" / "plotly.min.js") > 1_000_000
 
 
 def test_reproduce_all_checks_every_step_before_training(tmp_path):

@@ -35,3 +35,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch, capsys):
   # The Flax family: swept over activations x densities x seeds, its own param returned.
   assert namespace["own"]["W"].shape == (2, 3, 1, 1, 1, 1, 2, 3, 6)
   assert namespace["c"].shape == (2, 3) and "HiddenBias" in out
+  # The interactive views: one heatmap per activation, the panel of every seed, the page.
+  assert sum(t.type == "heatmap" for t in namespace["view"].data) == 2
+  assert sum(t.type == "scatter" and t.name.startswith("seed") for t in namespace["models"].data) == 2
+  assert os.path.getsize(namespace["page"]) > 1000

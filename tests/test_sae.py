@@ -180,7 +180,8 @@ def test_sae_recovery_quick(tmp_path):
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, "experiments", "sae_recovery.py"), "--preset", "quick",
        "--quiet", "--activations", "relu,gelu", "--densities", "0.3,0.03", "--steps", "100",
-       "--sae-steps", "50", "--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "figs")],
+       "--sae-steps", "50", "--explore", "--out", str(tmp_path / "runs"), "--figures",
+       str(tmp_path / "figs")],
       capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
   assert proc.returncode == 0, proc.stderr
   saes = sorted(glob.glob(str(tmp_path / "runs" / "sae_recovery-*-sae-cpu-*.npz")))
@@ -209,3 +210,8 @@ def test_sae_recovery_quick(tmp_path):
                  "dictionaries_n40"):
     png = tmp_path / "figs" / f"sae_recovery_{suffix}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+  # --explore: the toy models' page and each SAE stage's (the generic view, MMCS)
+  pages = sorted(p.name for p in (tmp_path / "figs").glob("*_explorer.html"))
+  assert pages == ["sae_recovery-n10-sae_explorer.html", "sae_recovery-n40-sae_explorer.html",
+                   "sae_recovery_explorer.html"]
+  assert '"metric":"mmcs"' in (tmp_path / "figs" / pages[0]).read_text()

@@ -13,7 +13,7 @@ def test_study_checks_quick_writes_summary_and_figures(tmp_path):
   numbers and the rule each number is about."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "study_checks.py"),
-                         "--preset", "quick", "--quiet", "--out", str(tmp_path / "runs"),
+                         "--preset", "quick", "--quiet", "--explore", "--out", str(tmp_path / "runs"),
                          "--figures", str(tmp_path / "figs")],
                         capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -32,3 +32,7 @@ def test_study_checks_quick_writes_summary_and_figures(tmp_path):
       assert all(0.0 <= f <= 1.0 for f in fractions)
   for fig in ("solu_dstar", "phase_basins", "phase_shared_init", "phase_notebook_init"):
     assert (tmp_path / "figs" / f"study_checks_{fig}.png").stat().st_size > 10_000
+  # --explore: one page per result, as the study_checks-<variant> result files are named
+  pages = {p.name for p in (tmp_path / "figs").glob("study_checks-*_explorer.html")}
+  assert {f"study_checks-{k}_explorer.html" for k in report["phase"]} <= pages
+  assert len(pages) == len(list((tmp_path / "runs").glob("study_checks-*.npz")))
