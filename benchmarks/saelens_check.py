@@ -36,7 +36,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # SAELens's and occhio's progress ba
 
 import numpy as np
 
-from superpos_jax import cli, launch, results, sae_metrics, summary_sae
+from superpos_jax import cli, launch, results
+from superpos_jax.sae import metrics as sae_metrics
+from superpos_jax.sae import summary as summary_sae
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(cli.REPO, "experiments"))
@@ -79,7 +81,7 @@ def toy_models(args):
 
 def train_engine(toy: results.SweepResult, spec):
   """The whole grid in one call: `(SAEResult, wall seconds of the call)`."""
-  from superpos_jax import sae_sweep
+  from superpos_jax.sae import grid as sae_sweep
   t0 = time.perf_counter()
   res = sae_sweep.run(toy, spec, progress=False)
   return res, time.perf_counter() - t0

@@ -4,7 +4,7 @@ Stage 1 trains the bottleneck toy models (every activation, the study's densitie
 1-S in {1, .3, .1, .03, .01, .003, .001}, 3 toy seeds): n=10 -> m=5 with importance
 0.7^i (the study's models) and n=40 -> m=10 with uniform importance (room for many
 features in superposition; batches of 256, not 1024, to fit the time budget). Stage 2
-(`sae_sweep.py`) trains an SAE grid on the hidden activations h = W x of fresh data of
+(`superpos_jax/sae/grid.py`) trains an SAE grid on the hidden activations h = W x of fresh data of
 every toy model's own distribution, all in one compiled call per study: Bricken et al.
 2023's recipe, dictionary multiple x L1 x 3 SAE seeds. Feature i is recovered when the
 max cosine between W_i and a live latent's decoder column exceeds 0.9, counted over
@@ -49,7 +49,7 @@ PARSER.add_argument("--sae-steps", type=cli.positive_int, help="SAE training ste
 
 def build_specs(args):
   """`{study: (toy SweepSpec, SAESpec)}` of the preset, overridden by the flags."""
-  from superpos_jax.sae_spec import SAESpec
+  from superpos_jax.sae.spec import SAESpec
   preset = PRESETS[args.preset]
   if args.model not in (None, "bottleneck"):
     raise cli.UserError("the SAE stage reads h = W x of the bottleneck model; drop --model")
@@ -105,13 +105,14 @@ def figures(studies, setting):
 def main(argv=None):
   args = PARSER.parse_args(argv)
   cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
-  from superpos_jax import sae_sweep
+  from superpos_jax.sae import grid as sae_sweep
   studies, toys = {}, {}
   for study, (toy_spec, sae_spec) in build_specs(args).items():
     toys[study] = launch.train_or_load(f"{NAME}-{study}", toy_spec, args)
     studies[study] = sae_sweep.train_or_load(f"{NAME}-{study}-sae", toys[study], sae_spec, args)
   if not args.no_plot:
-    from superpos_jax import summary_beyond, summary_sae
+    from superpos_jax import summary_beyond
+    from superpos_jax.sae import summary as summary_sae
     setting = headline(studies)
     summarize = lambda folder: summary_beyond.save(NAME, summary_sae.sae_summary(
         studies, setting, {k: r.meta.get("timings", {}) for k, r in toys.items()}), folder)

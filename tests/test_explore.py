@@ -17,10 +17,12 @@ import zlib
 import numpy as np
 import pytest
 
-from superpos_jax import results, sae_results, summary_sae, sweep
+from superpos_jax import results, sweep
+from superpos_jax.sae import results as sae_results
+from superpos_jax.sae import summary as summary_sae
 from superpos_jax.interactive import browser, cube, figures, page
 from superpos_jax.phases import PHASES
-from superpos_jax.sae_spec import SAESpec
+from superpos_jax.sae.spec import SAESpec
 from superpos_jax.spec import SweepSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

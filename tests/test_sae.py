@@ -13,8 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from superpos_jax import results, sae, sae_results, sae_sweep, summary_sae, sweep
-from superpos_jax.sae_spec import SAESpec
+from superpos_jax import results, sweep
+from superpos_jax.sae import grid as sae_sweep
+from superpos_jax.sae import results as sae_results
+from superpos_jax.sae import summary as summary_sae
+from superpos_jax.sae import train as sae
+from superpos_jax.sae.spec import SAESpec
 from superpos_jax.spec import SpecError, SweepSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,7 +148,7 @@ def test_sae_result_files_round_trip_and_are_told_apart(toy, tmp_path):
   # The SAE figures draw from the file in a process that never imports jax.
   script = textwrap.dedent("""
       import sys
-      from superpos_jax import sae_results
+      from superpos_jax.sae import results as sae_results
       from superpos_jax.plotting import sae as plot_sae, save_figure
       res = sae_results.load(sys.argv[1])
       figs = [plot_sae.figure_sae_recovery([res], 1, 0.1),

@@ -9,7 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from superpos_jax import data, sae, sae_metrics, summary_sae
+from superpos_jax import data
+from superpos_jax.sae import metrics as sae_metrics
+from superpos_jax.sae import summary as summary_sae
+from superpos_jax.sae import train as sae
 
 HAS_SAELENS = importlib.util.find_spec("sae_lens") is not None
 needs_saelens = pytest.mark.skipif(

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from superpos_jax import results, sae_results, summary, summary_sae
+from superpos_jax import results, summary
+from superpos_jax.sae import results as sae_results
+from superpos_jax.sae import summary as summary_sae
 from superpos_jax.phases import PHASES
 from superpos_jax.plotting.phase_diagrams import PHASE_COLORS
 from superpos_jax.plotting.style import DIVERGED_FACE

@@ -20,7 +20,7 @@ Modules: `style` (colours, diverged marks, layout, `save_figure`), `captions` (t
 blocks), `panels` (the shown slice and the panel grids), then one module per figure
 family: `matrices`, `phase_diagrams`, `basins`, `dims`, `curves`, `inputs`,
 `beyond` (the "beyond the study" experiments), `sae` (SAE recovery, from
-`sae_results.SAEResult`s). The names below are
+`sae.results.SAEResult`s). The names below are
 the public API; import them from `superpos_jax.plotting`.
 """
 

@@ -12,11 +12,11 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from superpos_jax import summary_sae
+from superpos_jax.sae import summary as summary_sae
 from superpos_jax.plotting.beyond import plot_activation_lines
 from superpos_jax.plotting.captions import finish
 from superpos_jax.plotting.style import activation_colors, fmt
-from superpos_jax.sae_results import SAEResult
+from superpos_jax.sae.results import SAEResult
 
 
 def _setting(result: SAEResult, mult: int, l1: float) -> tuple[int, int]:

@@ -102,7 +102,7 @@ class SAESpec:
     stage's source code and the numeric libraries' versions: the cache key."""
     from superpos_jax import provenance
     text = json.dumps({"sae": self.to_dict(), "toy": toy_digest,
-                       "code": provenance.engine_code("sae_sweep"),
+                       "code": provenance.engine_code("sae.grid"),
                        "versions": provenance.numeric_versions(),
                        "jax": provenance.jax_settings()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

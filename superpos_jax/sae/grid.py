@@ -31,11 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superpos_jax import results, sae, sae_results
+from superpos_jax import results
+from superpos_jax.sae import results as sae_results
+from superpos_jax.sae import train as sae
 from superpos_jax.environment import environment
 from superpos_jax.progress import Progress, report, showing
-from superpos_jax.sae_results import SAEResult
-from superpos_jax.sae_spec import SAESpec
+from superpos_jax.sae.results import SAEResult
+from superpos_jax.sae.spec import SAESpec
 from superpos_jax.spec import SpecError
 from superpos_jax.train import draw_uniforms, scan_steps
 

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from superpos_jax import data
-from superpos_jax.sae_spec import SAESpec
+from superpos_jax.sae.spec import SAESpec
 from superpos_jax.train import draw_uniforms, scan_steps
 
 # Seed of the SAE evaluation set (one set of uniforms for every SAE; each toy model

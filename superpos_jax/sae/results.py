@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from superpos_jax.results import ResultFileError, SweepResult, write_atomically
-from superpos_jax.sae_spec import SAE_AXES, SAESpec
+from superpos_jax.sae.spec import SAE_AXES, SAESpec
 from superpos_jax.spec import AXES, SweepSpec
 
 # 2: co-activation, feature frequency, MSE and variance (SAELens's metrics, `sae_metrics`).

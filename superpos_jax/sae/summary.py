@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from superpos_jax import sae_metrics, summary
-from superpos_jax.sae_results import SAEResult
+from superpos_jax import summary
+from superpos_jax.sae import metrics as sae_metrics
+from superpos_jax.sae.results import SAEResult
 
 RECOVERED_COSINE = 0.9
 EMBEDDED_NORM = summary.EMBEDDED_NORM
