@@ -19,6 +19,8 @@ measured comparison, `benchmarks/flax_vs_plain.py`).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import sys
 from typing import Any, Callable, NamedTuple
 
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 from superpos_jax import families
 from superpos_jax.activations import ActivationFn
 from superpos_jax.families import ModelFamily
+from superpos_jax.gridspec import LayoutFacts
 from superpos_jax.inits import init_std
 
 
@@ -223,6 +226,51 @@ def forward(params: Params, x: jax.Array, act: ActivationFn) -> jax.Array:
   """Reconstruction `x' = f(Wᵀ W x + b)` of one example `x: [n]` (the bottleneck's
   derived one-example form)."""
   return get_model("bottleneck").forward(params, x, act)
+
+
+# What one model of a chunk keeps alive (the plan's memory estimate, calibrated against
+# XLA's buffer assignment, tests/test_layout.py): during a step, in units of one [n, B]
+# float32 array; during the evaluation, of one [n, eval_size] array (input,
+# pre-activation, output, error).
+STEP_LIVE_ARRAYS, EVAL_LIVE_ARRAYS = 12, 4
+# Large models (n=200) overflow the cache even alone; there 2-4 models per chunk still pay,
+# because the batched matmuls amortise their per-call overhead (measured at n=200, m=20:
+# 1 model per chunk 961 model-steps/s, 2: 1,764, 4: 1,739, 8: 1,598).
+MIN_CHUNK = 4
+
+
+def layout_facts(spec) -> LayoutFacts:
+  """What a plan reads of a toy grid (`SweepSpec.layout_facts`, `gridspec.GridSpec`): an
+  activation's points, the seeds that share their uniforms (shared random numbers), and
+  one model's bytes: its step, its evaluation, its state and outputs."""
+  n, m, B, E = spec.n, spec.m, spec.batch_size, spec.eval_size
+  state, params = state_bytes(*families.entries(spec)[1:], n, m, spec.init, spec.init_instances)
+  A = len(spec.activations)
+  return LayoutFacts(
+      groups=A, points=spec.num_models // A,
+      shared_seeds=len(spec.seeds) if spec.rng == "shared" else 0,
+      cache_bytes=4 * (n + m) * B, min_chunk=MIN_CHUNK,
+      working_bytes=max(4 * STEP_LIVE_ARRAYS * (n + m) * B, 4 * EVAL_LIVE_ARRAYS * n * E),
+      once_bytes=8 * n * E,  # the evaluation set's uniforms, drawn once
+      state_bytes=state + params + 4 * (len(spec.history_steps()) + 3 * n + 8))
+
+
+@functools.lru_cache(maxsize=64)
+def state_bytes(model: ModelFamily, data_family, opt, n: int, m: int, init: str,
+                instances: int) -> tuple[int, int]:
+  """`(training state, params)` bytes of one model: what its family's init and its
+  optimiser's state hold, read off their shapes (`jax.eval_shape`, nothing computed), so
+  that a family with more parameters or an optimiser with more state is counted as it
+  is. The data family is part of the key only, as `families.entries` gives it."""
+  del data_family
+  nbytes = lambda tree: sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
+                            for x in jax.tree.leaves(tree))
+
+  def fresh(key):
+    params = init_params(key, n, m, init=init, instances=instances, model=model.name)
+    return params, opt.make(jnp.float32(1e-3), jnp.float32(0.0), 1).init(params)
+  params, opt_state = jax.eval_shape(fresh, jax.random.key(0))
+  return nbytes(params) + nbytes(opt_state), nbytes(params)
 
 
 register_model("bottleneck", bottleneck,

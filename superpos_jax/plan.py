@@ -15,6 +15,11 @@ a spec and the kind of device; nothing in it changes the numbers beyond float ro
 
 `autotune.py` measures candidate layouts instead of deriving one.
 
+A grid is whatever implements `gridspec.GridSpec`: the toy `SweepSpec` (activations, each
+a group of points) and the SAE stage's `sae.grid.SAEGrid` (dictionary multiples, each a
+group of toy models with their SAEs). The plan reads only its `LayoutFacts`, static key
+and registry entries, so both get one chunk rule, padding, memory budget and precision.
+
 Points are ordered (seed, density, importance, lr, weight decay, init scale) within an
 activation. With shared random numbers (`rng="shared"`) every chunk reads its seed's one
 `[n, B]` batch of uniforms per step. Where a seed has fewer points than a cache-sized
@@ -30,9 +35,10 @@ from typing import Sequence
 
 import numpy as np
 
-from superpos_jax import families
-from superpos_jax.spec import GRID, SpecError, SweepSpec, check_spec
-from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps, state_bytes
+from superpos_jax import model
+from superpos_jax.gridspec import GridSpec, LayoutFacts
+from superpos_jax.spec import SpecError, check_spec
+from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps
 
 # Matrix-product precisions a run may ask for (`jax.default_matmul_precision` names).
 # "float32" is exact float32 on every backend (the default); "tensorfloat32" and
@@ -44,45 +50,31 @@ PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "default")
 # measured on the 2-core CPU, n=2 models ran 2x faster in chunks of ~128 than all at once,
 # n=10 best in chunks of 16.
 CACHE_BYTES = 2**20
-# Large models (n=200) overflow the cache even alone; there 2-4 models per chunk still pay,
-# because the batched matmuls amortise their per-call overhead (measured at n=200, m=20:
-# 1 model per chunk 961 model-steps/s, 2: 1,764, 4: 1,739, 8: 1,598).
-MIN_CHUNK = 4
-# Intermediates alive per model during one step, in units of one [n, B] float32 array.
-_LIVE_ARRAYS = 12
-# ... and during the evaluation, in units of one [n, eval_size] array (input, pre-activation,
-# output, error), which runs chunk by chunk after training. Both calibrated against XLA's
-# own buffer assignment (`compiled.memory_analysis()`, tests/test_layout.py).
-_EVAL_LIVE_ARRAYS = 4
+# Points per CPU chunk at least, of the toy grid (`LayoutFacts.min_chunk`).
+MIN_CHUNK = model.MIN_CHUNK
 
 
-def model_step_bytes(spec: SweepSpec) -> int:
-  """Approximate working-set bytes of one model of a chunk: its training step or its
+def facts(spec: GridSpec) -> LayoutFacts:
+  """`spec.layout_facts()`: what a plan reads of a grid (`gridspec.GridSpec`)."""
+  return spec.layout_facts()
+
+
+def model_step_bytes(spec: GridSpec) -> int:
+  """Approximate working-set bytes of one point of a chunk: its training step or its
   evaluation, whichever is larger (they are not alive together)."""
-  return max(4 * _LIVE_ARRAYS * (spec.n + spec.m) * spec.batch_size,
-             4 * _EVAL_LIVE_ARRAYS * spec.n * spec.eval_size)
+  return facts(spec).working_bytes
 
 
-def _per_model_state_bytes(spec: SweepSpec) -> int:
-  """Bytes of one model's training state (its family's params and its optimiser's state,
-  whatever they are: `train.state_bytes`) and outputs (the params again, the loss
-  history, per-feature metrics)."""
-  state, params = state_bytes(spec)
-  return state + params + 4 * (len(spec.history_steps()) + 3 * spec.n + 8)
-
-
-def step_draw_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool) -> int:
+def step_draw_bytes(spec: GridSpec, chunk_size: int, span_seeds: bool) -> int:
   """Bytes of the uniforms alive together for one step: one `[n, B]` batch per seed
   (shared random numbers; twice when chunks span seeds, whose block of draws is also
-  transposed to steps-first), or one per model of a chunk (per-point streams)."""
-  if spec.rng != "shared":
-    streams = chunk_size
-  else:
-    streams = len(spec.seeds) * (2 if span_seeds else 1)
+  transposed to steps-first), or one per point of a chunk (per-point streams)."""
+  seeds = facts(spec).shared_seeds
+  streams = seeds * (2 if span_seeds else 1) if seeds else chunk_size
   return 4 * spec.n * spec.batch_size * streams
 
 
-def draw_block_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool,
+def draw_block_bytes(spec: GridSpec, chunk_size: int, span_seeds: bool,
                      block_bytes: int = DRAW_BLOCK_BYTES) -> int:
   """Bytes of one block of uniforms as the program really draws it: `train.block_steps`
   steps of `step_draw_bytes` (a block may exceed `block_bytes` when one step does)."""
@@ -90,56 +82,60 @@ def draw_block_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool,
   return step * block_steps(min(spec.log_every, spec.steps), step, block_bytes)
 
 
-def _draw_live_bytes(spec: SweepSpec, chunk_size: int, span_seeds: bool) -> int:
+def _draw_live_bytes(spec: GridSpec, chunk_size: int, span_seeds: bool) -> int:
   """A block of uniforms while it is drawn: its random bits and the floats made of them."""
   return 2 * draw_block_bytes(spec, chunk_size, span_seeds)
 
 
-def estimate_memory(spec: SweepSpec, chunk_size: int, *, devices: int = 1,
+def estimate_memory(spec: GridSpec, chunk_size: int, *, devices: int = 1,
                     platform: str = "cpu", span_seeds: bool = False) -> int:
   """Approximate peak bytes of a run, compared with the memory budget.
 
   On CPU the host's devices share one RAM: every device's chunk working set and random
-  draw are alive at once, plus every model's state and outputs. On an accelerator each
+  draw are alive at once, plus every point's state and outputs. On an accelerator each
   device has its own memory: the figure is one device's (its chunk, its draw, its share
   of the states), compared with one device's budget.
   """
-  working = (chunk_size * model_step_bytes(spec) + _draw_live_bytes(spec, chunk_size, span_seeds)
-             + 8 * spec.n * spec.eval_size)  # the evaluation set's uniforms, drawn once
-  states = 2 * spec.num_models * _per_model_state_bytes(spec)
+  f = facts(spec)
+  working = (chunk_size * f.working_bytes + _draw_live_bytes(spec, chunk_size, span_seeds)
+             + f.once_bytes)
+  states = 2 * f.groups * f.points * f.state_bytes
   if platform == "cpu":
     return devices * working + states
   return working + -(-states // devices)
 
 
-def _cache_chunk(spec: SweepSpec) -> int:
-  """Models per chunk whose step working set fits `CACHE_BYTES` (at least `MIN_CHUNK`)."""
-  return max(CACHE_BYTES // (4 * (spec.n + spec.m) * spec.batch_size), MIN_CHUNK)
+def _cache_chunk(spec: GridSpec) -> int:
+  """Points per chunk whose step working set fits `CACHE_BYTES` (at least `min_chunk`)."""
+  f = facts(spec)
+  return max(CACHE_BYTES // f.cache_bytes, f.min_chunk)
 
 
-def _points_per_seed(spec: SweepSpec) -> int:
-  """Grid points of one activation and one seed."""
-  return spec.num_models // (len(spec.activations) * len(spec.seeds))
+def _points_per_seed(spec: GridSpec) -> int:
+  """Grid points of one group and one seed (shared random numbers)."""
+  f = facts(spec)
+  return f.points // f.shared_seeds
 
 
-def spans_seeds(spec: SweepSpec, platform: str = "cpu") -> bool:
+def spans_seeds(spec: GridSpec, platform: str = "cpu") -> bool:
   """Whether chunks should span seeds by default: shared random numbers, several seeds,
   and, on CPU, fewer points per seed than a cache-sized chunk (chunks cut per seed would
   be small and padded: n=10, 7 densities x 3 seeds on 2 devices, chunks of 4 filled 21 of
   24 slots; spanning seeds, chunks of 11 fill 21 of 22). On an accelerator always, so
   that one chunk can hold every seed's points."""
-  if spec.rng != "shared" or len(spec.seeds) < 2:
+  if facts(spec).shared_seeds < 2:
     return False
   return platform != "cpu" or _points_per_seed(spec) < _cache_chunk(spec)
 
 
-def chunk_groups(spec: SweepSpec, span_seeds: bool) -> tuple[int, int]:
-  """`(groups, points per group)` that chunks are cut from, per activation: one group per
-  seed with shared random numbers (a chunk draws for one seed) unless chunks span seeds,
-  else one group."""
-  if spec.rng == "shared" and not span_seeds:
-    return (len(spec.seeds), _points_per_seed(spec))
-  return (1, spec.num_models // len(spec.activations))
+def chunk_groups(spec: GridSpec, span_seeds: bool) -> tuple[int, int]:
+  """`(groups, points per group)` that chunks are cut from, per static group (activation):
+  one group per seed with shared random numbers (a chunk draws for one seed) unless
+  chunks span seeds, else one group."""
+  f = facts(spec)
+  if f.shared_seeds and not span_seeds:
+    return (f.shared_seeds, f.points // f.shared_seeds)
+  return (1, f.points)
 
 
 def gib(nbytes: float) -> str:
@@ -174,7 +170,7 @@ def check_devices(devices) -> tuple:
   return devices
 
 
-def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: int = 1,
+def choose_chunk_size(spec: GridSpec, max_memory: int | None = None, devices: int = 1,
                       span_seeds: bool | None = None, platform: str = "cpu") -> int:
   """Models per chunk for the device kind, shrunk to fit `max_memory` bytes, and cut so
   that the chunks fill every device with as little padding as possible.
@@ -216,13 +212,14 @@ def choose_chunk_size(spec: SweepSpec, max_memory: int | None = None, devices: i
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
   """The layout of one run. Two plans are equal (and share a compiled program) when their
-  spec's static settings, registered definitions (activations, model and data families,
-  optimiser: the entries, by identity), chunk size, devices, progress flag, draw block,
-  seed spanning and precision are equal: swept values are arguments of the program, not
-  part of it.
+  spec's static settings (`static_key`), registered definitions (the toy grid's
+  activations, model and data families and optimiser; the SAE grid's data family: the
+  entries, by identity), chunk size, devices, progress flag, draw block, seed spanning
+  and precision are equal: swept values are arguments of the program, not part of it.
 
   Attributes:
-    spec: the spec (the program reads only its static fields, `static_key`).
+    spec: the grid (`gridspec.GridSpec`: a toy `SweepSpec`, an `sae.grid.SAEGrid`; the
+      program reads only its static settings, `static_key`).
     chunk_size: models trained together in one scan.
     devices: the chunks are sharded over these.
     progress: report progress through a host callback once per log window and device.
@@ -234,7 +231,7 @@ class Plan:
       rates), None otherwise; not part of the program.
   """
 
-  spec: SweepSpec
+  spec: GridSpec
   chunk_size: int
   devices: tuple
   progress: bool = False
@@ -246,10 +243,10 @@ class Plan:
   def __post_init__(self):
     # The registry entries themselves (compared by identity), not only their names: a
     # name re-registered with another definition must not reuse the old program.
-    object.__setattr__(self, "_entries", families.entries(self.spec))
+    object.__setattr__(self, "_entries", self.spec.registry_entries())
 
   def _key(self):
-    return (static_key(self.spec), self._entries, self.chunk_size, self.devices,
+    return (self.spec.static_key(), self._entries, self.chunk_size, self.devices,
             self.progress, self.block_bytes, self.span_seeds, self.precision)
 
   def __eq__(self, other):
@@ -292,7 +289,7 @@ class Plan:
   def chunk_seeds(self) -> np.ndarray:
     """`[n_chunks, chunk_size]` seed index of every chunk slot (shared random numbers;
     equal along a chunk unless chunks span seeds; per-point streams: unused, 0)."""
-    if self.spec.rng != "shared":
+    if not facts(self.spec).shared_seeds:
       return np.zeros((self.n_chunks, self.chunk_size), np.int32)
     return (self.chunk_index() // _points_per_seed(self.spec)).astype(np.int32)
 
@@ -315,16 +312,10 @@ class Plan:
     return np.unique(self.chunk_index().ravel(), return_index=True)[1]
 
 
-# Fields whose *values* are arrays inside the program (their lengths are static).
-SWEPT = tuple(a.field for a in GRID if a.name != "activation") + ("importance_vectors",)
-
-
-def static_key(spec: SweepSpec) -> tuple:
-  """Everything about `spec` that the compiled program depends on: every field but the
-  swept values, and the swept axes' lengths."""
-  fields = tuple((f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec)
-                 if f.name not in SWEPT)
-  return fields + (("grid_shape", spec.grid_shape),)
+def static_key(spec: GridSpec) -> tuple:
+  """Everything about `spec` that the compiled program depends on (`spec.static_key()`:
+  every field but the swept values, and the swept axes' lengths)."""
+  return spec.static_key()
 
 
 # Models at least this large (n * m) train on ONE host CPU device. With several host
@@ -337,7 +328,7 @@ def static_key(spec: SweepSpec) -> tuple:
 ONE_CPU_DEVICE_MIN_NM = 1_000
 
 
-def choose_devices(spec: SweepSpec, devices: Sequence) -> tuple:
+def choose_devices(spec: GridSpec, devices: Sequence) -> tuple:
   """The devices a grid of `spec` trains on by default: all of them, except on one
   host's CPU for models of at least `ONE_CPU_DEVICE_MIN_NM` weights, which get one
   (see above)."""
@@ -349,6 +340,12 @@ def choose_devices(spec: SweepSpec, devices: Sequence) -> tuple:
   return devices
 
 
+def check_grid(spec) -> GridSpec:
+  """`spec` if it is a grid a plan can lay out (`gridspec.GridSpec`: a toy `SweepSpec`,
+  an SAE grid), else a one-line SpecError (`spec.check_spec`'s)."""
+  return spec if isinstance(spec, GridSpec) else check_spec(spec)
+
+
 def check_precision(precision) -> str:
   """`precision` if it is one of `PRECISIONS`, else a one-line SpecError."""
   if precision not in PRECISIONS:
@@ -356,7 +353,7 @@ def check_precision(precision) -> str:
   return precision
 
 
-def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = None,
+def make_plan(spec: GridSpec, *, devices: Sequence, chunk_size: int | None = None,
               max_memory: int | None = None, progress: bool = False,
               span_seeds: bool | None = None, precision: str = "float32") -> Plan:
   """The plan of a run: chunk size (chosen for the device kind, or checked against
@@ -370,13 +367,13 @@ def make_plan(spec: SweepSpec, *, devices: Sequence, chunk_size: int | None = No
     SpecError: for a bad spec, devices, `chunk_size` or precision, or a grid that cannot
       fit `max_memory` bytes.
   """
-  spec = check_spec(spec)
+  spec = check_grid(spec)
   devices = check_devices(devices)
   max_memory = check_memory_budget(max_memory)
   precision = check_precision(precision)
   platform = devices[0].platform
   span_seeds = spans_seeds(spec, platform) if span_seeds is None else bool(span_seeds)
-  span_seeds = span_seeds and spec.rng == "shared"
+  span_seeds = span_seeds and facts(spec).shared_seeds > 0
   if chunk_size is None:
     chunk_size = choose_chunk_size(spec, max_memory, len(devices), span_seeds, platform)
   elif not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:

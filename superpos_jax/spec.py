@@ -22,6 +22,7 @@ from superpos_jax.importance import (IMPORTANCE_KINDS, geometric_importance,  # 
                                      relative_importance, uniform_importance)
 from superpos_jax.inits import INITS
 from superpos_jax import families
+from superpos_jax.gridspec import LayoutFacts
 from superpos_jax.phases import DEFAULT_THRESHOLDS, PhaseThresholds
 
 # "shared": common random numbers per seed; "per_point": a stream per grid point.
@@ -70,8 +71,6 @@ MAX_WINDOWS = 10**6  # loss-history windows per model (steps / log_every)
 # float32 uniforms in [0, 1) are multiples of 2^-23 at best (`data.thin`): a smaller
 # density would draw all-zero data.
 MIN_DENSITY = 2.0**-23
-
-
 
 _INT_FIELDS = ("n", "m", "steps", "batch_size", "log_every", "eval_size", "init_instances")
 _FLOAT_FIELDS = ("phase_encoded", "phase_not_encoded")
@@ -370,6 +369,21 @@ class SweepSpec:
       return cls(**d)
     finally:
       _CHECK_REGISTRY.reset(token)
+
+  def layout_facts(self) -> LayoutFacts:
+    """What a plan reads of this grid (`gridspec.GridSpec`), from `model.layout_facts`."""
+    from superpos_jax import model
+    return model.layout_facts(self)
+
+  def static_key(self) -> tuple:
+    """Every field but the swept values, and the swept axes' lengths (`gridspec.GridSpec`)."""
+    swept = {a.field for a in GRID if a.name != "activation"} | {"importance_vectors"}
+    return tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
+                 if f.name not in swept) + (("grid_shape", self.grid_shape),)
+
+  def registry_entries(self) -> tuple:
+    """Its activations, model family, data family and optimiser (`families.entries`)."""
+    return families.entries(self)
 
   def identity(self) -> dict[str, Any]:
     """What decides this spec's numbers in this process (`provenance.identity`: the spec,

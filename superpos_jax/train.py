@@ -42,6 +42,7 @@ from superpos_jax import data, families, optimizers  # noqa: F401 (the built-in 
 from superpos_jax.activations import Activation
 from superpos_jax.loss import columns, family_loss
 from superpos_jax.model import Params, init_params, named_params
+from superpos_jax.model import state_bytes as model_state_bytes
 from superpos_jax.spec import SpecError, SweepSpec
 
 # Seed of the evaluation set: one fixed set of examples for every model of every grid.
@@ -229,24 +230,9 @@ def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, inst
 
 
 def state_bytes(spec: SweepSpec) -> tuple[int, int]:
-  """`(training state, params)` bytes of one model of `spec`: what its family's init and
-  its optimiser's state hold, read off their shapes (`jax.eval_shape`, nothing computed),
-  so that a family with more parameters or an optimiser with more state is counted as
-  it is."""
-  return _state_bytes(*families.entries(spec)[1:], spec.n, spec.m, spec.init, spec.init_instances)
-
-
-@functools.lru_cache(maxsize=64)
-def _state_bytes(model, data_family, opt, n: int, m: int, init: str, instances: int):
-  del data_family  # part of the key only as `families.entries` gives it
-  nbytes = lambda tree: sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize
-                            for x in jax.tree.leaves(tree))
-
-  def fresh(key):
-    params = init_params(key, n, m, init=init, instances=instances, model=model.name)
-    return params, opt.make(jnp.float32(1e-3), jnp.float32(0.0), 1).init(params)
-  params, opt_state = jax.eval_shape(fresh, jax.random.key(0))
-  return nbytes(params) + nbytes(opt_state), nbytes(params)
+  """`(training state, params)` bytes of one model of `spec` (`model.state_bytes`)."""
+  return model_state_bytes(*families.entries(spec)[1:], spec.n, spec.m, spec.init,
+                           spec.init_instances)
 
 
 class Trainer(NamedTuple):
