@@ -2,7 +2,7 @@
 one compiled training (`sweep.run(checkpoint_dir=...)`), through orbax-checkpoint.
 
 A checkpoint holds every grid point's training state (parameters and optimiser state)
-and loss history in GRID order, one row per point of an activation (`POINT_AXES` order,
+and loss history in GRID order, one row per point of a group (`POINT_AXES` order,
 pad slots dropped), so it does not depend on the layout that wrote it: a run killed on
 one layout (core count, chunk size, autotune choice, one host or several) resumes on
 another, equal to an uninterrupted run to float rounding, and on the same layout bit for
@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from superpos_jax import provenance
+from superpos_jax import program, provenance
 from superpos_jax.plan import Plan, gib
 from superpos_jax.spec import SpecError
 
@@ -46,7 +46,7 @@ class Restored(NamedTuple):
   windows: int  # full log windows done
   finished: bool  # every step done, the partial last window too
   states: Any  # the grid's training state, laid out for this run's plan
-  history: np.ndarray  # [T, A, chunks, C] loss history so far, in this plan's slots
+  history: np.ndarray  # [T, groups, chunks, C, ...] loss history so far, in this plan's slots
   layout: dict  # the layout of the run that wrote it
   number: int  # its save counter
 
@@ -117,19 +117,20 @@ def _gathered(x) -> np.ndarray:
 
 
 def to_grid(plan: Plan, states, history: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-  """The training state's leaves `[chunks, C, ...]` and the history `[T, A, chunks, C]`
-  in grid order: `[P, ...]` and `[T, A, P]` (P points per activation, pads dropped)."""
+  """The training state's leaves `[chunks, C, ...]` and the history `[T, groups, chunks,
+  C, ...]` in grid order: `[P, ...]` and `[T, groups, P, ...]` (P points per group, pads
+  dropped; a toy model's history has nothing after C, its SAEs' one loss each)."""
   first = plan.first_slots()
   leaves = [_gathered(x) for x in jax.tree.leaves(states)]
   slots = plan.n_chunks * plan.chunk_size
   grid = [x.reshape((slots,) + x.shape[2:])[first] for x in leaves]
   hist = np.asarray(history)
-  return grid, hist.reshape(hist.shape[:2] + (slots,))[..., first]
+  return grid, hist.reshape(hist.shape[:2] + (slots,) + hist.shape[4:])[:, :, first]
 
 
 def from_grid(plan: Plan, like_states, leaves: list[np.ndarray], history: np.ndarray):
   """Inverse of `to_grid` for `plan`: states laid out (and sharded) like `like_states`,
-  the history `[T, A, chunks, C]` in `plan`'s slots."""
+  the history `[T, groups, chunks, C, ...]` in `plan`'s slots."""
   index = plan.chunk_index()  # [chunks, C] point of every slot; pads repeat a point
   like, treedef = jax.tree.flatten(like_states)
 
@@ -138,7 +139,7 @@ def from_grid(plan: Plan, like_states, leaves: list[np.ndarray], history: np.nda
     return jax.make_array_from_callback(slot.shape, target.sharding, lambda i: slot[i])
 
   states = jax.tree.unflatten(treedef, [place(x, t) for x, t in zip(leaves, like)])
-  return states, history[..., index]
+  return states, history[:, :, index]
 
 
 def grid_shapes(plan: Plan, like_states) -> list[tuple[tuple[int, ...], str]]:
@@ -149,15 +150,20 @@ def grid_shapes(plan: Plan, like_states) -> list[tuple[tuple[int, ...], str]]:
 
 def state_bytes(plan: Plan) -> int:
   """Bytes of one checkpoint: every point's training state (as the plan's init program
-  lays it out, whatever the family and optimiser) and its whole loss history."""
+  lays it out, whatever the family and optimiser: every group's leaves) and its whole
+  loss history."""
   import jax.numpy as jnp
-  from superpos_jax import program  # the program imports nothing of checkpoints
+  spec = plan.spec
   stages = program.stage_programs(plan, 1, False)
-  like = jax.eval_shape(stages.init, *program.program_inputs(plan.spec))
+  like = jax.eval_shape(stages.init, *program.program_inputs(spec))
   per_slot = sum(int(np.prod(x.shape[2:])) * jnp.dtype(x.dtype).itemsize
                  for x in jax.tree.leaves(like))
-  points = plan.first_slots().size
-  return points * len(plan.spec.activations) * (per_slot + 4 * len(plan.spec.history_steps()))
+  history = 4 * len(spec.history_steps()) * int(np.prod(_history_tail(spec)))
+  return plan.first_slots().size * (per_slot + plan.facts.groups * history)
+
+
+def _history_tail(spec) -> tuple[int, ...]:
+  return program.kind_of(spec).history_tail(spec)
 
 
 def check_room(directory: str, plan: Plan) -> None:
@@ -284,8 +290,8 @@ class Checkpointer:
     if why:
       return why
     shapes = grid_shapes(self.plan, like_states)
-    A = len(spec.activations)
-    hist_shape = (stored["history"], A, self.plan.first_slots().size)
+    hist_shape = ((stored["history"], self.plan.facts.groups, self.plan.first_slots().size)
+                  + _history_tail(spec))
     try:
       tree = self.manager.restore(number, args=ocp.args.Composite(
           state=ocp.args.StandardRestore()))["state"]

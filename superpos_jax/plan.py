@@ -261,6 +261,11 @@ class Plan:
     return getattr(self.devices[0], "platform", "cpu")
 
   @property
+  def facts(self) -> LayoutFacts:
+    """What the plan reads of its grid (`gridspec.LayoutFacts`)."""
+    return facts(self.spec)
+
+  @property
   def n_chunks(self) -> int:
     """Chunks per activation, padded to a whole number per device."""
     groups, q = chunk_groups(self.spec, self.span_seeds)

@@ -8,7 +8,9 @@ into chunks (`plan.py`), a chunk is `vmap(step)`, `lax.map` runs the chunks one 
 another inside the scan over steps, and `shard_map` spreads them over the devices. The
 results are scattered back to the grid. `grid_program` is the whole training in one
 call; `stage_programs` cuts the same operations at log-window boundaries, for training
-in stages with checkpoints between them (`staged.py`).
+in stages with checkpoints between them (`staged.py`). Both are generic over a `Kind`
+of grid: the toy grid's (below) and the SAE grid's (`sae/grid.py`) run in the same
+shape, steps outside and chunks inside, so both train in stages and checkpoint alike.
 
 Random numbers are *common* by default: a model's init and data depend only on its seed,
 and each model thins the shared uniforms with its own density (`data.thin`). Every model
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +36,7 @@ import numpy as np
 from superpos_jax import activations, metrics, results
 from superpos_jax.plan import Plan
 from superpos_jax.progress import report
-from superpos_jax.spec import GRID, SweepSpec
+from superpos_jax.spec import GRID, SpecError, SweepSpec
 from superpos_jax.train import TrainOutput, draw_uniforms, make_train, output, scan_steps
 
 
@@ -134,14 +136,14 @@ def _trainers(plan: Plan) -> list:
   return [make_train(plan.spec, act) for act in map(activations.get, plan.spec.activations)]
 
 
-def _device_init(plan: Plan, keys, scale, lr, wd) -> list:
+def _toy_init(plan: Plan, sharded, replicated) -> list:
   """Every activation's initial states of one device's chunks (`keys: [chunks, C, 2]`;
   each optimiser state made with its point's own lr and weight decay)."""
+  _, keys, _, _, lr, wd, scale, _ = sharded
   return [jax.vmap(jax.vmap(t.init))(keys[..., 0], scale, lr, wd) for t in _trainers(plan)]
 
 
-def _device_steps(plan: Plan, states, chunk_ids, keys, dens, imp, lr, wd, chunk_seed,
-                  seed_keys, windows=None, last=True):
+def _toy_steps(plan: Plan, states, sharded, replicated, windows=None, last=True):
   """Trains one device's chunks of every activation, one block of steps at a time, for
   the log windows `windows` (`train.scan_steps`; None: all of them).
 
@@ -153,6 +155,8 @@ def _device_steps(plan: Plan, states, chunk_ids, keys, dens, imp, lr, wd, chunk_
   are small, are carried from block to block. `chunk_seed`: `[chunks, C]`.
   Returns `(states, history [T, A, chunks, C])`.
   """
+  chunk_ids, keys, dens, imp, lr, wd, _, chunk_seed = sharded
+  (seed_keys,) = replicated
   spec, shared, span = plan.spec, plan.spec.rng == "shared", plan.span_seeds
   trainers = _trainers(plan)
   data_keys = keys[..., 1]  # [chunks, C]
@@ -186,18 +190,23 @@ def _device_steps(plan: Plan, states, chunk_ids, keys, dens, imp, lr, wd, chunk_
     losses = jnp.stack([loss for _, loss in out])  # [A, chunks, g, C]
     return [state for state, _ in out], jnp.moveaxis(losses, 2, 0)
 
-  on_window = None
-  if plan.progress:
-    on_window = lambda w: jax.debug.callback(report, chunk_ids[0], w)
   return scan_steps(spec, advance, states, step_bytes=plan.step_draw_bytes,
-                    block_bytes=plan.block_bytes, on_window=on_window, windows=windows,
-                    last=last)
+                    block_bytes=plan.block_bytes, on_window=on_window(plan, chunk_ids),
+                    windows=windows, last=last)
 
 
-def _device_finish(plan: Plan, states, history, dens, imp) -> TrainOutput:
+def on_window(plan: Plan, chunk_ids) -> Callable | None:
+  """The progress callback of one device (`progress.report`), None without progress."""
+  if not plan.progress:
+    return None
+  return lambda w: jax.debug.callback(report, chunk_ids[0], w)
+
+
+def _toy_finish(plan: Plan, states, history, sharded, replicated) -> TrainOutput:
   """One device's outputs: final weights, the history `[T, A, chunks, C]` moved to
   `[A, chunks, C, T]`, and the evaluation, chunk by chunk (the evaluation set is
   `[n, eval_size]` per model, too big for a grid)."""
+  dens, imp = sharded[2], sharded[3]
   evals = [jax.lax.map(lambda c, t=t: jax.vmap(t.evaluate)(*c), (st.params, dens, imp))
            for t, st in zip(_trainers(plan), states)]
   # [A, chunks, C, ...]; W, b and the family's other params by name (`train.output`).
@@ -205,19 +214,11 @@ def _device_finish(plan: Plan, states, history, dens, imp) -> TrainOutput:
   return output(params, jnp.moveaxis(history, 0, -1), jnp.stack(evals))
 
 
-def _train_device(plan: Plan, chunk_ids, keys, dens, imp, lr, wd, scale, chunk_seed, seed_keys):
-  """One device's whole training: init, every step (`_device_steps`), outputs."""
-  states = _device_init(plan, keys, scale, lr, wd)
-  states, history = _device_steps(plan, states, chunk_ids, keys, dens, imp, lr, wd,
-                                  chunk_seed, seed_keys)
-  return _device_finish(plan, states, history, dens, imp)
-
-
-def _chunked_inputs(plan: Plan, densities, importance_vectors, lrs, seeds, weight_decays,
-                    init_scales) -> tuple:
-  """The per-device arguments of every stage: `(chunk ids, keys, densities,
+def _toy_chunked(plan: Plan, densities, importance_vectors, lrs, seeds, weight_decays,
+                 init_scales) -> tuple:
+  """`(sharded, replicated)` arguments of every stage: `(chunk ids, keys, densities,
   importances, lrs, weight decays, init scales, chunk seeds)`, each `[chunks, ...]`
-  (sharded over devices), and the seeds' keys `[S]` (on every device)."""
+  (sharded over devices), and `(the seeds' keys [S],)` (on every device)."""
   spec = plan.spec
   grid = functools.partial(_flat_points, grid=point_grid(spec))
   swept = (densities, importance_vectors, lrs, weight_decays, init_scales)
@@ -225,11 +226,11 @@ def _chunked_inputs(plan: Plan, densities, importance_vectors, lrs, seeds, weigh
   keys = point_keys(spec, densities, importance_vectors, lrs, seeds, weight_decays, init_scales)
   index = plan.chunk_index()  # [chunks, C]
   chunked = [x[index] for x in (keys, *points)]  # [chunks, C, ...]
-  return (jnp.arange(plan.n_chunks), *chunked, jnp.asarray(plan.chunk_seeds()),
-          jax.vmap(jax.random.key)(seeds))
+  return ((jnp.arange(plan.n_chunks), *chunked, jnp.asarray(plan.chunk_seeds())),
+          (jax.vmap(jax.random.key)(seeds),))
 
 
-def _to_grid(plan: Plan, out: TrainOutput) -> dict[str, jax.Array]:
+def _toy_to_grid(plan: Plan, out: TrainOutput) -> dict[str, jax.Array]:
   """The chunk slots' outputs `[A, chunks, C, ...]` as result arrays on the grid (pads
   dropped): `[A, D, I, L, WD, AL, S, ...]` (`spec.AXES`)."""
   spec = plan.spec
@@ -241,23 +242,84 @@ def _to_grid(plan: Plan, out: TrainOutput) -> dict[str, jax.Array]:
           for k, v in arrays.items()}
 
 
+def _toy_inputs(spec: SweepSpec) -> tuple[jax.Array, ...]:
+  """The swept arrays the toy grid's program takes, in order: densities, importance
+  vectors, lrs, seeds (the first four, `point_keys`' order), weight decays, init scales."""
+  return (jnp.asarray(spec.densities, jnp.float32),
+          jnp.asarray(spec.importance_matrix(), jnp.float32),
+          jnp.asarray(spec.lrs, jnp.float32),
+          jnp.asarray(spec.seeds, jnp.uint32),
+          jnp.asarray(spec.weight_decays, jnp.float32),
+          jnp.asarray(spec.init_scales, jnp.float32))
+
+
 _P = jax.sharding.PartitionSpec
+
+
+class Kind(NamedTuple):
+  """A kind of grid the skeleton below trains: how its swept values become the chunks'
+  inputs, and one device's init, steps and finish (the toy grid's `TOY`; the SAE grid's
+  in `sae/grid.py`). Every device function takes `sharded`, a tuple of this device's
+  `[chunks, C, ...]` arrays, and `replicated`, a tuple every device holds whole."""
+
+  inputs: Callable  # spec -> the swept arrays, the program's arguments
+  chunked: Callable  # (plan, *swept) -> (sharded, replicated), every device's chunks
+  init: Callable  # (plan, sharded, replicated) -> states, leaves [chunks, C, ...]
+  # (plan, states, sharded, replicated, windows=None, last=True) -> (states, history
+  # [T, groups, chunks, C, *history_tail]), through `train.scan_steps`
+  steps: Callable
+  finish: Callable  # (plan, states, history, sharded, replicated) -> outputs
+  to_grid: Callable  # (plan, outputs) -> {name: result array}, pads dropped
+  out_spec: Any  # how `finish`'s outputs lie over the devices (their chunk axis)
+  history_tail: Callable  # spec -> the history's dims after C: () for one loss per point
+
+
+TOY = Kind(_toy_inputs, _toy_chunked, _toy_init, _toy_steps, _toy_finish, _toy_to_grid,
+           _P(None, "grid"), lambda spec: ())
+_KINDS: dict[type, Kind] = {SweepSpec: TOY}
+
+
+def register_kind(spec_type: type, kind: Kind) -> None:
+  """Makes `kind` the program of every grid spec of `spec_type` (a `gridspec.GridSpec`)."""
+  _KINDS[spec_type] = kind
+
+
+def kind_of(spec) -> Kind:
+  """The `Kind` registered for `spec`'s type."""
+  for cls in type(spec).__mro__:
+    if cls in _KINDS:
+      return _KINDS[cls]
+  raise SpecError(f"no program is registered for a {type(spec).__name__}")
+
+
+def program_inputs(spec) -> tuple[jax.Array, ...]:
+  """The swept arrays `spec`'s compiled program takes (`Kind.inputs`; the toy grid's:
+  densities, importance vectors, lrs, seeds, weight decays, init scales)."""
+  return kind_of(spec).inputs(spec)
 
 
 def _mesh(plan: Plan):
   return jax.sharding.Mesh(np.asarray(plan.devices), ("grid",))
 
 
+def _train_device(kind: Kind, plan: Plan, sharded, replicated):
+  """One device's whole training: init, every step, outputs."""
+  states = kind.init(plan, sharded, replicated)
+  states, history = kind.steps(plan, states, sharded, replicated)
+  return kind.finish(plan, states, history, sharded, replicated)
+
+
 @functools.lru_cache(maxsize=32)
 def grid_program(plan: Plan):
   """The jitted whole-grid program of `plan` (reads only the spec's static settings)."""
+  kind = kind_of(plan.spec)
 
   def train_grid(*swept):
-    inputs = _chunked_inputs(plan, *swept)
-    out = jax.shard_map(functools.partial(_train_device, plan), mesh=_mesh(plan),
-                        in_specs=(_P("grid"),) * 8 + (_P(),),
-                        out_specs=_P(None, "grid"), check_vma=False)(*inputs)
-    return _to_grid(plan, out)
+    sharded, replicated = kind.chunked(plan, *swept)
+    out = jax.shard_map(functools.partial(_train_device, kind, plan), mesh=_mesh(plan),
+                        in_specs=(_P("grid"), _P()), out_specs=kind.out_spec,
+                        check_vma=False)(sharded, replicated)
+    return kind.to_grid(plan, out)
 
   return jax.jit(train_grid)
 
@@ -265,9 +327,9 @@ def grid_program(plan: Plan):
 class Stages(NamedTuple):
   """The training of `plan` as three jitted programs, for training in stages that can be
   checkpointed between them (`run(checkpoint_dir=...)`): `init(*swept) -> states`,
-  `steps(states, first_window, *swept) -> (states, history [K, A, chunks, C])` for K =
-  `windows` full log windows from `first_window` (the partial last window included
-  where `last`), and `finish(states, history [T, A, chunks, C], *swept) -> arrays`. The
+  `steps(states, first_window, *swept) -> (states, history [K, groups, chunks, C, ...])`
+  for K = `windows` full log windows from `first_window` (the partial last window
+  included where `last`), and `finish(states, history [T, ...], *swept) -> arrays`. The
   same operations as `grid_program`, cut at log-window boundaries."""
 
   init: Callable
@@ -279,39 +341,25 @@ class Stages(NamedTuple):
 def stage_programs(plan: Plan, windows: int, last: bool) -> Stages:
   """`Stages` of `plan`, `steps` covering `windows` log windows (and the partial last
   window where `last`)."""
-  mesh, grid = _mesh(plan), _P("grid")
+  kind, mesh, grid, hist = kind_of(plan.spec), _mesh(plan), _P("grid"), _P(None, None, "grid")
 
   def init(*swept):
-    _, keys, _, _, lr, wd, scale, *_rest = _chunked_inputs(plan, *swept)
-    return jax.shard_map(functools.partial(_device_init, plan), mesh=mesh,
-                         in_specs=(grid,) * 4, out_specs=grid, check_vma=False)(keys, scale, lr, wd)
+    return jax.shard_map(functools.partial(kind.init, plan), mesh=mesh, in_specs=(grid, _P()),
+                         out_specs=grid, check_vma=False)(*kind.chunked(plan, *swept))
 
   def steps(states, first, *swept):
-    ids, keys, dens, imp, lr, wd, _, chunk_seed, seed_keys = _chunked_inputs(plan, *swept)
-    body = lambda st, f, *a: _device_steps(plan, st, *a, windows=(f, windows), last=last)
-    return jax.shard_map(body, mesh=mesh, in_specs=(grid, _P()) + (grid,) * 7 + (_P(),),
-                         out_specs=(grid, _P(None, None, "grid")), check_vma=False)(
-        states, first, ids, keys, dens, imp, lr, wd, chunk_seed, seed_keys)
+    body = lambda st, f, sh, rep: kind.steps(plan, st, sh, rep, windows=(f, windows), last=last)
+    return jax.shard_map(body, mesh=mesh, in_specs=(grid, _P(), grid, _P()),
+                         out_specs=(grid, hist), check_vma=False)(
+        states, first, *kind.chunked(plan, *swept))
 
   def finish(states, history, *swept):
-    _, _, dens, imp, *_rest = _chunked_inputs(plan, *swept)
-    body = functools.partial(_device_finish, plan)
-    out = jax.shard_map(body, mesh=mesh, in_specs=(grid, _P(None, None, "grid"), grid, grid),
-                        out_specs=_P(None, "grid"), check_vma=False)(states, history, dens, imp)
-    return _to_grid(plan, out)
+    out = jax.shard_map(functools.partial(kind.finish, plan), mesh=mesh,
+                        in_specs=(grid, hist, grid, _P()), out_specs=kind.out_spec,
+                        check_vma=False)(states, history, *kind.chunked(plan, *swept))
+    return kind.to_grid(plan, out)
 
   return Stages(jax.jit(init), jax.jit(steps, donate_argnums=0), jax.jit(finish))
-
-
-def program_inputs(spec: SweepSpec) -> tuple[jax.Array, ...]:
-  """The swept arrays the compiled program takes, in order: densities, importance
-  vectors, lrs, seeds (the first four, `point_keys`' order), weight decays, init scales."""
-  return (jnp.asarray(spec.densities, jnp.float32),
-          jnp.asarray(spec.importance_matrix(), jnp.float32),
-          jnp.asarray(spec.lrs, jnp.float32),
-          jnp.asarray(spec.seeds, jnp.uint32),
-          jnp.asarray(spec.weight_decays, jnp.float32),
-          jnp.asarray(spec.init_scales, jnp.float32))
 
 
 def lower_plan(plan: Plan):

@@ -17,7 +17,8 @@ import numpy as np
 from superpos_jax import checkpoint, faults
 from superpos_jax.host import agreed, broadcast
 from superpos_jax.plan import Plan, make_plan
-from superpos_jax.program import program_inputs, progress_ticks, stage_programs, stage_windows
+from superpos_jax.program import (kind_of, program_inputs, progress_ticks, stage_programs,
+                                  stage_windows)
 from superpos_jax.progress import Progress, showing
 from superpos_jax.spec import SpecError, SweepSpec
 
@@ -72,8 +73,8 @@ def run_staged(plan: Plan, directory: str, every_s: float):
   first_stage = stage_programs(plan, K, False)
   states = first_stage.init(*inputs)
   ckpt = checkpoint.Checkpointer(directory, plan)
-  A = len(spec.activations)
-  history = [np.zeros((0, A, plan.n_chunks, plan.chunk_size), np.float32)]
+  history = [np.zeros((0, plan.facts.groups, plan.n_chunks, plan.chunk_size)
+                      + kind_of(spec).history_tail(spec), np.float32)]
   restored = _resume(plan, ckpt, states)
   done, finished = 0, False
   if restored is not None:
