@@ -81,9 +81,9 @@ def toy_models(args):
 
 def train_engine(toy: results.SweepResult, spec):
   """The whole grid in one call: `(SAEResult, wall seconds of the call)`."""
-  from superpos_jax.sae import grid as sae_sweep
+  from superpos_jax.sae import grid as sae_grid
   t0 = time.perf_counter()
-  res = sae_sweep.run(toy, spec, progress=False)
+  res = sae_grid.run(toy, spec, progress=False)
   return res, time.perf_counter() - t0
 
 

@@ -4,9 +4,10 @@ Stage 1 trains the bottleneck toy models (every activation, the study's densitie
 1-S in {1, .3, .1, .03, .01, .003, .001}, 3 toy seeds): n=10 -> m=5 with importance
 0.7^i (the study's models) and n=40 -> m=10 with uniform importance (room for many
 features in superposition; batches of 256, not 1024, to fit the time budget). Stage 2
-(`superpos_jax/sae/grid.py`) trains an SAE grid on the hidden activations h = W x of fresh data of
-every toy model's own distribution, all in one compiled call per study: Bricken et al.
-2023's recipe, dictionary multiple x L1 x 3 SAE seeds. Feature i is recovered when the
+(`superpos_jax/sae/`) trains an SAE grid on the hidden activations h = W x of fresh data
+of every toy model's own distribution, all in one compiled program per study, through
+the toy grid's engine (layout, checkpoints, cache, several hosts): Bricken et al. 2023's
+recipe, dictionary multiple x L1 x 3 SAE seeds. Feature i is recovered when the
 max cosine between W_i and a live latent's decoder column exceeds 0.9, counted over
 embedded features (||W_i|| > 0.5). Numbers in sae_recovery_summary.json.
 
@@ -105,11 +106,11 @@ def figures(studies, setting):
 def main(argv=None):
   args = PARSER.parse_args(argv)
   cli.configure_host(args.backend, compile_cache=not args.no_compile_cache)
-  from superpos_jax.sae import grid as sae_sweep
+  from superpos_jax.sae import stage
   studies, toys = {}, {}
   for study, (toy_spec, sae_spec) in build_specs(args).items():
     toys[study] = launch.train_or_load(f"{NAME}-{study}", toy_spec, args)
-    studies[study] = sae_sweep.train_or_load(f"{NAME}-{study}-sae", toys[study], sae_spec, args)
+    studies[study] = stage.train_or_load(f"{NAME}-{study}-sae", toys[study], sae_spec, args)
   if not args.no_plot:
     from superpos_jax import summary_beyond
     from superpos_jax.sae import summary as summary_sae

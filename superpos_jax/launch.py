@@ -1,8 +1,9 @@
 """From a spec to its result file, and on to figures: the devices, the coordinator, the
 memory budget, train or reuse, save (or rescue), report divergence, draw.
 
-Everything that can fail is checked before training (`train_or_load`); a finished
-training is never thrown away (`save_or_rescue`).
+Everything that can fail is checked before training (`run_stage`); a finished training
+is never thrown away (`save_or_rescue`). One path for every kind of training (a `Stage`):
+the toy grid's (`train_or_load`) and the SAE stage's (`sae.stage.train_or_load`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import socket
 import sys
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from superpos_jax.cli import check_flags, figures_dir, log
 from superpos_jax.errors import DivergedError, SaveError, UserError
 from superpos_jax.host import (agreed, default_memory_budget, init_distributed,  # noqa: F401
                                probe_coordinator, select_devices)
+from superpos_jax.gridspec import GridSpec
 from superpos_jax.spec import SweepSpec
 
 
@@ -55,7 +57,7 @@ CHECKPOINT_MIN_WORK = 2 * 10**6
 CHECKPOINT_EVERY = 300.0
 
 
-def wants_checkpoints(spec: SweepSpec, args: argparse.Namespace) -> bool:
+def wants_checkpoints(spec: GridSpec, args: argparse.Namespace) -> bool:
   """Whether a CLI run is checkpointed: not with --no-checkpoint; with --checkpoint-every,
   always; by default, from `CHECKPOINT_MIN_WORK` up."""
   if getattr(args, "no_checkpoint", True):  # with --checkpoint-every: refused by check_flags
@@ -79,18 +81,20 @@ def rescue_folders() -> list[str]:
   return [f for f in folders if f]
 
 
-def save_or_rescue(res: results.SweepResult, path: str) -> str:
-  """Saves `res` to `path`; if that fails, to the first folder of `rescue_folders` that
-  works, then raises `SaveError` naming both (a finished training is never discarded)."""
+def save_or_rescue(res: Any, path: str, save: Callable[[Any, str], str] | None = None) -> str:
+  """Saves `res` to `path` with `save` (`results.save`; `sae.results.save`); if that
+  fails, to the first folder of `rescue_folders` that works, then raises `SaveError`
+  naming both (a finished training is never discarded)."""
+  save = results.save if save is None else save
   try:
-    return results.save(res, path)
+    return save(res, path)
   except OSError as e:
     why = f"could not write {path} ({e.strerror or e})"
   tried = []
   for folder in rescue_folders():
     rescue = os.path.join(folder, os.path.basename(path))
     try:
-      results.save(res, rescue)
+      save(res, rescue)
     except OSError as e:
       tried.append(f"{rescue} ({e.strerror or e})")
       continue
@@ -107,39 +111,82 @@ def _where(res: results.SweepResult, index: tuple[int, ...]) -> str:
   return " ".join(parts)
 
 
-def report_divergence(name: str, res: results.SweepResult, path: str) -> None:
-  """Prints how many models diverged and where (a few examples) on stderr; raises
-  `DivergedError` when every model did (the result is kept: it is still a finding)."""
+def report_divergence(name: str, res: Any, path: str, models: str = "models",
+                      hint: str = "try a lower --lr") -> None:
+  """Prints how many `models` (a result's `diverged` entries) diverged and where (a few
+  examples) on stderr; raises `DivergedError`, with `hint`, when every one did (the
+  result is kept: it is still a finding)."""
   diverged = np.asarray(res["diverged"], bool)
   count = int(diverged.sum())
   if count == 0:
     return
   if count == diverged.size:
-    raise DivergedError(f"[{name}] every one of the {count:,} models diverged (NaN/inf loss "
-                        f"or weights; saved to {path}): try a lower --lr")
+    raise DivergedError(f"[{name}] every one of the {count:,} {models} diverged (NaN/inf loss "
+                        f"or weights; saved to {path}): {hint}")
   examples = "; ".join(_where(res, tuple(i)) for i in np.argwhere(diverged)[:3])
   per_act = ""
   if "activation" in res.axes:
     counts = diverged.reshape(diverged.shape[0], -1).sum(1)
     per_act = " (" + ", ".join(f"{a}: {c}" for a, c in zip(res.coords["activation"], counts) if c) + ")"
-  print(f"warning: [{name}] {count:,} of {diverged.size:,} models diverged{per_act}, "
+  print(f"warning: [{name}] {count:,} of {diverged.size:,} {models} diverged{per_act}, "
         f"e.g. {examples}", file=sys.stderr)
 
 
+class Stage(NamedTuple):
+  """One kind of training on the launch path: the toy grid's (`train_or_load`), the SAE
+  stage's (`sae.stage.train_or_load`).
+
+  Attributes:
+    spec: the grid (`gridspec.GridSpec`): its digest names and keys the cached file, its
+      layout facts the plan.
+    train: `(plan, checkpoint folder or None, seconds between checkpoints, progress) ->
+      result`, whole on every process.
+    save: `(result, path) -> path`, whole or not at all; `load`: `path -> result`
+      (`results.ResultFileError`); `summary`: `result ->` one line for the log.
+    what: what trains, for the log ("1,234 models x 300 steps").
+    chunk_size: the layout asked for (`--chunk-size`; None: the device kind's rule).
+    models, hint: what a result's `diverged` counts, and what to try when all did.
+  """
+
+  spec: GridSpec
+  train: Callable[..., Any]
+  save: Callable[[Any, str], str]
+  load: Callable[[str], Any]
+  summary: Callable[[Any], str]
+  what: str
+  chunk_size: Any = None
+  models: str = "models"
+  hint: str = "try a lower --lr"
+
+
 def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> results.SweepResult:
-  """Reuses the cached result of `spec` in `--out` (unless --force), else trains and saves it.
+  """Reuses the cached result of `spec` in `--out` (unless --force), else trains and
+  saves it (`run_stage`; `sweep.run` trains)."""
+  from superpos_jax import sweep
+
+  def train(plan, checkpoints, every, progress):
+    return sweep.run(spec, plan=plan, progress=progress, checkpoint_dir=checkpoints,
+                     checkpoint_every=every)
+
+  return run_stage(name, Stage(spec, train, results.save, results.load, results.summary,
+                               f"{spec.num_models:,} models x {spec.steps:,} steps",
+                               getattr(args, "chunk_size", None)), args)
+
+
+def run_stage(name: str, stage: Stage, args: argparse.Namespace) -> Any:
+  """Reuses the cached result of `stage.spec` in `--out` (unless --force), else trains and
+  saves it.
 
   Everything that can fail is checked before training: flags, the output and figure
   folders (created and written to), the coordinator, the backend and the memory budget.
   The layout is made once (`sweep.layout_for`: the device kind's rule, a given chunk
-  size or `--chunk-size auto`) and handed to `sweep.run`, so that what is checked is what
-  runs. On several hosts every decision is taken together, after `jax.distributed`
+  size or `--chunk-size auto`) and handed to `stage.train`, so that what is checked is
+  what runs. On several hosts every decision is taken together, after `jax.distributed`
   starts: the cache is reused only if every process has it, the budget is the smallest
-  process's, and so every process compiles the same program.
+  process's, and so every process compiles the same program; process 0 writes.
   A result that cannot be saved where asked is saved elsewhere (`save_or_rescue`).
   """
   import jax
-  from superpos_jax import sweep
   check_flags(args)
   prepare_folder(args.out, "--out")
   if not getattr(args, "no_plot", True):
@@ -147,33 +194,31 @@ def train_or_load(name: str, spec: SweepSpec, args: argparse.Namespace) -> resul
   init_distributed(args.coordinator, args.num_processes, args.process_id,
                    getattr(args, "heartbeat_timeout", None), say=lambda m: log(args, m))
   precision = getattr(args, "matmul_precision", "float32")
-  path = cache.path_for(args.out, name, args.backend, spec, precision)
-  res = _reuse(name, spec, args, path, precision)
+  path = cache.path_for(args.out, name, args.backend, stage.spec, precision)
+  res = _reuse(name, stage, args, path, precision)
   if res is not None:
     return res
-  layout, checkpoints = _layout(name, spec, args, path, precision)
-  res = sweep.run(spec, plan=layout, progress=None if not args.quiet else False,
-                  checkpoint_dir=checkpoints,
-                  checkpoint_every=(CHECKPOINT_EVERY if getattr(args, "checkpoint_every", None) is None
-                                    else args.checkpoint_every))
+  layout, checkpoints = _layout(name, stage, args, path, precision)
+  every = getattr(args, "checkpoint_every", None)
+  res = stage.train(layout, checkpoints, CHECKPOINT_EVERY if every is None else every,
+                    None if not args.quiet else False)
   if jax.process_index() != 0:  # every process holds the whole result; one writes it
     return res
   faults.point("result.saving")
-  save_or_rescue(res, path)
+  save_or_rescue(res, path, stage.save)
   faults.point("result.saved")
   if checkpoints:  # the result is saved (or rescued, which raised): nothing to resume
     from superpos_jax import checkpoint
     checkpoint.remove(checkpoints)
-  log(args, f"[{name}] {results.summary(res)}; wrote {os.path.relpath(path)}")
-  report_divergence(name, res, path)
+  log(args, f"[{name}] {stage.summary(res)}; wrote {os.path.relpath(path)}")
+  report_divergence(name, res, path, stage.models, stage.hint)
   return res
 
 
-def _reuse(name: str, spec: SweepSpec, args: argparse.Namespace, path: str,
-           precision: str) -> results.SweepResult | None:
+def _reuse(name: str, stage: Stage, args: argparse.Namespace, path: str, precision: str) -> Any:
   """The cached result at `path` if it is this run's and every process has it (unless
   --force); its leftover checkpoints are removed. Says why a file there is not reused."""
-  res, why = (None, None) if args.force else cache.load(path, spec, precision)
+  res, why = (None, None) if args.force else cache.load(path, stage.spec, precision, stage.load)
   if not agreed(res is not None, "all"):
     res, why = None, why or ("another process has no cached result" if res is not None else None)
   if res is None:
@@ -184,21 +229,22 @@ def _reuse(name: str, spec: SweepSpec, args: argparse.Namespace, path: str,
   if os.path.isdir(checkpoint_dir(path)):  # left by a run killed after saving its result
     from superpos_jax import checkpoint
     checkpoint.remove(checkpoint_dir(path))
-  report_divergence(name, res, path)
+  report_divergence(name, res, path, stage.models, stage.hint)
   return res
 
 
-def _layout(name: str, spec: SweepSpec, args: argparse.Namespace, path: str, precision: str):
+def _layout(name: str, stage: Stage, args: argparse.Namespace, path: str, precision: str):
   """`(plan, checkpoint folder or None)` of a CLI run, checked before training: the
   devices, the memory budget (agreed by every process), the layout (the one its
-  checkpoints were written with, where it can run here; else `--chunk-size`'s or the
+  checkpoints were written with, where it can run here; else `stage.chunk_size`'s or the
   device kind's) and the checkpoint folder's room."""
   from superpos_jax import plan, sweep
+  spec = stage.spec
   devices = plan.choose_devices(spec, select_devices(args.backend))
   budget = max(1, int(args.max_memory * 2**30)) if args.max_memory else default_memory_budget(devices)
   if budget is not None:
     budget = agreed(budget, "min", unit=1024)
-  chunk = getattr(args, "chunk_size", None)
+  chunk = stage.chunk_size
   checkpoints = checkpoint_dir(path) if wants_checkpoints(spec, args) else None
   layout = None
   if checkpoints and chunk in (None, "auto"):
@@ -212,7 +258,7 @@ def _layout(name: str, spec: SweepSpec, args: argparse.Namespace, path: str, pre
   if checkpoints:
     from superpos_jax import checkpoint
     checkpoint.check_room(checkpoints, layout)  # a folder too small fails here, too
-  log(args, f"[{name}] training {spec.num_models:,} models x {spec.steps:,} steps "
+  log(args, f"[{name}] training {stage.what} "
             f"on {len(devices)} {args.backend} device(s), chunks of {layout.chunk_size}, "
             f"{precision} matmuls, memory budget {plan.gib(budget) if budget else 'none'}")
   return layout, checkpoints

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from superpos_jax import provenance, results
 from superpos_jax import plan as plans
 from superpos_jax.environment import environment
+from superpos_jax.gridspec import GridSpec
 from superpos_jax.plan import Plan, choose_devices, make_plan
 from superpos_jax.program import (POINT_AXES, compile_plan, lower_plan, point_keys,  # noqa: F401
                                   program_inputs, progress_ticks, stage_programs)
@@ -39,8 +40,10 @@ def layout_for(spec: SweepSpec, *, chunk_size: int | str | None = None,
   """The plan `run` trains `spec` with: chosen for the device kind (`plan.make_plan`),
   measured (`chunk_size="auto"`, `autotune.autotune`), or as given."""
   if devices is None:  # the spec is checked first: choose_devices reads it
-    devices = choose_devices(check_spec(spec), jax.devices())
+    devices = choose_devices(plans.check_grid(spec), jax.devices())
   if chunk_size == "auto":
+    if not isinstance(spec, SweepSpec):
+      raise SpecError("chunk_size='auto' times toy grids only: give a chunk size or None")
     from superpos_jax import autotune  # it times programs of this module
     return autotune.autotune(spec, devices, max_memory=max_memory, progress=progress,
                              precision=matmul_precision)
@@ -84,28 +87,53 @@ def run(spec: SweepSpec, *, progress: bool | None = None, chunk_size: int | str 
     checkpoint_every: seconds of wall time between checkpoints at most (0: after every
       stage); a run shorter than that writes only its final one.
   """
-  if progress is None:
-    progress = sys.stderr.isatty()
   check_families(check_spec(spec))  # a bad family fails here, before any compilation
   identity = spec.identity()  # what decides the numbers, as they are when training starts
+  done = train(spec, progress=progress, plan=plan, checkpoint_dir=checkpoint_dir,
+               checkpoint_every=checkpoint_every, chunk_size=chunk_size,
+               max_memory=max_memory, devices=devices, span_seeds=span_seeds,
+               matmul_precision=matmul_precision)
+  return _wrap(done, identity)
+
+
+class Trained(NamedTuple):
+  """A grid's training, done (`train`): its plan, its result arrays (numpy, whole on
+  every process), and what it took."""
+
+  plan: Plan
+  arrays: dict[str, np.ndarray]
+  compile_s: float
+  run_s: float
+  staged: dict | None  # what the staging did (None: one call)
+
+
+def train(spec: GridSpec, *, progress: bool | None = None, plan: Plan | None = None,
+          checkpoint_dir: str | None = None, checkpoint_every: float = 300.0,
+          **layout) -> Trained:
+  """Plans (once), compiles and trains any grid (`gridspec.GridSpec`: the toy grid, the
+  SAE grid), in one call or in stages with checkpoints, and gathers its arrays on every
+  process. `run`'s arguments; `layout`: its chunk_size, max_memory, devices, span_seeds
+  and matmul_precision."""
+  if progress is None:
+    progress = sys.stderr.isatty()
   if checkpoint_dir is not None:
     checkpoint_every = check_checkpoint_every(checkpoint_every)
     if not isinstance(checkpoint_dir, (str, os.PathLike)) or not os.fspath(checkpoint_dir):
       raise SpecError(f"checkpoint_dir must name a folder, got {checkpoint_dir!r}")
     checkpoint_dir = os.fspath(checkpoint_dir)
-  plan = _plan(spec, plan, progress, checkpoint_dir, chunk_size=chunk_size,
-               max_memory=max_memory, devices=devices, span_seeds=span_seeds,
-               matmul_precision=matmul_precision)
+  layout = dict(dict(chunk_size=None, max_memory=None, devices=None, span_seeds=None,
+                     matmul_precision="float32"), **layout)
+  plan = _plan(spec, plan, progress, checkpoint_dir, **layout)
   if checkpoint_dir is None:
     out, compile_s, run_s, staged = _run_one_call(plan) + (None,)
   else:
     out, compile_s, run_s, staged = run_staged(plan, checkpoint_dir, checkpoint_every)
   t0 = time.perf_counter()
   out = _on_every_host(plan, out)
-  return _wrap(plan, identity, out, compile_s, run_s + time.perf_counter() - t0, staged)
+  return Trained(plan, out, compile_s, run_s + time.perf_counter() - t0, staged)
 
 
-def _plan(spec: SweepSpec, plan: Plan | None, progress: bool, checkpoint_dir: str | None,
+def _plan(spec: GridSpec, plan: Plan | None, progress: bool, checkpoint_dir: str | None,
           **layout) -> Plan:
   """The layout `run` trains with: the one a checkpoint of this run was written with
   (where no layout is asked for and it can run here), the one asked for, or the given
@@ -150,20 +178,19 @@ def _on_every_host(plan: Plan, out) -> dict[str, np.ndarray]:
   return jax.tree.map(np.asarray, out)
 
 
-def _wrap(plan: Plan, identity: dict, out: dict, compile_s: float, run_s: float,
-          staged: dict | None) -> results.SweepResult:
+def _wrap(done: Trained, identity: dict) -> results.SweepResult:
   """The arrays as a result that explains itself: spec, definitions, identity,
   environment, layout, timings."""
-  spec = plan.spec
+  plan, spec, run_s = done.plan, done.plan.spec, done.run_s
   meta = {
       "spec": spec.to_dict(),
       "families": provenance.describe(spec),
       "spec_digest": provenance.digest(identity),
       "identity": identity,
       "env": environment(plan.devices),
-      "engine": plan.describe() | ({"staged": staged} if staged else {}),
-      "timings": {"compile_s": compile_s, "run_s": run_s,
+      "engine": plan.describe() | ({"staged": done.staged} if done.staged else {}),
+      "timings": {"compile_s": done.compile_s, "run_s": run_s,
                   "model_steps_per_s": spec.num_models * spec.steps / run_s},
   }
   extra = {"importance_vectors": spec.importance_matrix(), "history_steps": spec.history_steps()}
-  return results.SweepResult(coords=spec.coords(), data=out, extra=extra, meta=meta)
+  return results.SweepResult(coords=spec.coords(), data=done.arrays, extra=extra, meta=meta)

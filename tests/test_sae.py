@@ -13,12 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from superpos_jax import results, sweep
+from superpos_jax import cache, results, sweep
 from superpos_jax.sae import grid as sae_sweep
 from superpos_jax.sae import results as sae_results
 from superpos_jax.sae import summary as summary_sae
 from superpos_jax.sae import train as sae
-from superpos_jax.sae.spec import SAESpec
+from superpos_jax.sae.spec import SAEGrid, SAESpec
 from superpos_jax.spec import SpecError, SweepSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,8 +142,9 @@ def test_sae_result_files_round_trip_and_are_told_apart(toy, tmp_path):
   np.testing.assert_array_equal(back.toy["toy_W"], toy["W"])
   with pytest.raises(results.ResultFileError, match="not an SAE result"):
     sae_results.load(results.save(toy, tmp_path / "toy"))
-  assert sae_sweep.load_cached(path, toy, spec)[0] is not None
-  stale, why = sae_sweep.load_cached(path, toy, SAESpec(steps=21, log_every=7))
+  assert cache.load(path, SAEGrid.of(toy, spec), read=sae_results.load)[0] is not None
+  stale, why = cache.load(path, SAEGrid.of(toy, SAESpec(steps=21, log_every=7)),
+                          read=sae_results.load)
   assert stale is None and "another spec" in why
   # The SAE figures draw from the file in a process that never imports jax.
   script = textwrap.dedent("""
