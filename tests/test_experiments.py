@@ -126,6 +126,7 @@ def test_help_lists_activations_from_registry():
     assert name in proc.stdout
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_reproduce_all_quick_runs_every_step_and_records_timings(tmp_path):
   """The one command at the quick preset: every step ok, timings and peak memory in a file."""
   proc = run_script("reproduce_all", "--preset", "quick", "--quiet", *dirs(tmp_path), timeout=600)
