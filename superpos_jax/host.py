@@ -105,7 +105,7 @@ def compile_cache_dir() -> str | None:
 
 def enable_compile_cache(folder: str | None = None) -> str | None:
   """Turns on JAX's persistent compilation cache in `folder` (default
-  `compile_cache_dir()`), so a rerun, a test's subprocess or a restarted notebook loads
+  `compile_cache_dir()`), so a rerun, a test's child process or a restarted notebook loads
   the compiled program instead of compiling it again. Keyed as JAX keys it: the
   program's own text (callbacks' addresses included, so programs with a progress
   callback are not shared between processes), the devices, XLA's flags and jax's

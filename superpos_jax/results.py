@@ -374,9 +374,11 @@ def _load(path: str) -> SweepResult:
 def summary(result: SweepResult) -> str:
   """One line describing a result, for logs."""
   shape = " x ".join(f"{len(result.coords[a])} {a}" for a in result.axes)
-  t = result.meta.get("timings", {})
-  env = result.meta.get("env", {})
+  t = result.meta.get("timings")
+  env = result.meta.get("env")
+  t, env = (t if isinstance(t, dict) else {}), (env if isinstance(env, dict) else {})
+  seconds = lambda k: t[k] if isinstance(t.get(k), (int, float)) else float("nan")
   spec = result.spec
   return (f"{shape} (n={spec.n}, m={spec.m}, {spec.steps} steps) "
-          f"on {env.get('backend', '?')}: compile {t.get('compile_s', float('nan')):.1f}s, "
-          f"train {t.get('run_s', float('nan')):.1f}s")
+          f"on {env.get('backend', '?')}: compile {seconds('compile_s'):.1f}s, "
+          f"train {seconds('run_s'):.1f}s")

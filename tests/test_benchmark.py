@@ -49,6 +49,7 @@ def _assert_png(path):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_quick_preset_writes_json_markdown_and_figures(tmp_path):
   out, figs = tmp_path / "out", tmp_path / "figs"
   # A smoke test of the pipeline, not of speed: XLA's cheapest optimisation level roughly

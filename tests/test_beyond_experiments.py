@@ -87,6 +87,7 @@ def _values(by_act):
                   np.float64)
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_init_scale_quick(tmp_path):
   out = _run(tmp_path, "init_scale")
   for part, n in (("n2", 2), ("n200", 200)):

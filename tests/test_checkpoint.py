@@ -190,6 +190,7 @@ def _cli(out, *extra):
           "--out", str(out), *extra]
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_sigkilled_run_resumes_bit_for_bit(tmp_path):
   """A CLI run SIGKILLed mid-training leaves no result and its checkpoints; rerunning the
   same command says where it resumes, ends with the uninterrupted run's arrays byte for

@@ -117,6 +117,7 @@ def sharded_files(tmp_path_factory):
   return folder
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_chunks_spanning_seeds_over_four_devices_equal_one(sharded_files):
   """Chunks of 2 over 9 points of 3 seeds: 5 chunks padded to 8 on 4 devices, chunk
   [2, 3] mixing seeds 0 and 1 and [8, 8] a pad slot; the same arrays as one device."""
@@ -216,6 +217,7 @@ def _peak_mb(steps: int, n: int = 2) -> int:
   return int(proc.stdout.split()[-1])
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_memory_does_not_grow_with_steps_on_two_devices():
   """Peak memory of a 1,200-model grid is the same after 5,000 steps as after 500, on two
@@ -225,6 +227,7 @@ def test_memory_does_not_grow_with_steps_on_two_devices():
   assert long - short < 100, (short, long)
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_n200_memory_does_not_grow_with_steps_on_a_two_device_host():
   """The n=200 models on a two-device host, with the default device choice: peak memory

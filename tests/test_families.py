@@ -7,7 +7,6 @@ cached result of the old definition; a family that does not fit fails with one l
 before anything is compiled.
 """
 
-import argparse
 
 import chex
 import jax

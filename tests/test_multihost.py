@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 from superpos_jax import results, sweep
 from superpos_jax.spec import SweepSpec
@@ -52,6 +53,7 @@ def _run_two(commands, env):
   return logs
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_two_processes_equal_one(tmp_path):
   """The grid sharded over 2 processes x 1 device equals the single-process run."""
   out = tmp_path / "multi.npz"
@@ -65,6 +67,7 @@ def test_two_processes_equal_one(tmp_path):
     np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_cli_processes_decide_together(tmp_path):
   """Through the CLI, two processes whose caches and memory budgets differ still take one
   decision: process 0 holds a cached result and process 1 none, so both train (one
@@ -99,6 +102,7 @@ def _wait_for(predicate, procs, timeout):
   return predicate()
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_two_processes_killed_and_restarted_resume_bit_for_bit(tmp_path):
   """Two CLI processes checkpoint into one shared --out; process 1 is SIGKILLed mid-run,
   process 0 is aborted by JAX's coordination service (its heartbeat timeout) with a

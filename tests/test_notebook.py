@@ -6,6 +6,7 @@ import os
 import tempfile
 
 import matplotlib
+import pytest
 
 from superpos_jax import activations, cli, families
 
@@ -13,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "examples", "quickstart.ipynb")
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_quickstart_notebook_runs(tmp_path, monkeypatch, capsys):
   matplotlib.use("Agg")
   # The notebook's first call sets XLA flags; in this process they would give every later

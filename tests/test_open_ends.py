@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from superpos_jax import results, summary_beyond
 from superpos_jax.spec import SweepSpec
@@ -67,6 +68,7 @@ def _figures(tmp_path):
   return sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "figs" / "*.png")))
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_solu_instances_quick(tmp_path):
   out = _run(tmp_path, "solu_instances")
   variants = out["variants"]
@@ -79,6 +81,7 @@ def test_solu_instances_quick(tmp_path):
   assert _figures(tmp_path) == ["solu_instances_dstar.png"]
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_sigmoid_convergence_quick(tmp_path):
   out = _run(tmp_path, "sigmoid_convergence")
   assert list(out["n10"]) == list(out["n2"]) == ["100 steps", "300 steps"]
@@ -96,6 +99,7 @@ def test_sigmoid_convergence_quick(tmp_path):
                                                "loss_n10", "loss_n2"))
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_stretched_sigmoid_quick(tmp_path):
   """Two of the preset's activations keep the three parts' compile time small."""
   acts = ["sigmoid", "sigmoid_stretched_0p3"]
@@ -110,6 +114,7 @@ def test_stretched_sigmoid_quick(tmp_path):
   assert len(_figures(tmp_path)) == 5
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_computation_tms_quick(tmp_path):
   out = _run(tmp_path, "computation_tms", "--activations", "relu")
   assert out["experiment"] == "computation_tms" and (out["n"], out["m"]) == (100, 40)

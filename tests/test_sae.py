@@ -180,6 +180,7 @@ def test_sae_spec_rejects_bad_fields_and_non_bottleneck_models():
     sae_sweep.toy_models(res)
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_sae_recovery_quick(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run(

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_study_checks_quick_writes_summary_and_figures(tmp_path):
   """Every SoLU variant and phase-diagram variant is trained and reported, with finite
   numbers and the rule each number is about."""

@@ -222,6 +222,7 @@ def test_experiment_summary_other_experiments():
   assert curves["fraction of features with |D_i - 1/2| < 0.02"] == {"relu": [0.0, 0.0]}
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_phase_diagram_script_writes_summary(tmp_path):
   """The quick phase diagram writes <figures>/phase_diagram_summary.json: the expected
   sections, fractions in [0, 1], the spec's steps and seeds."""
