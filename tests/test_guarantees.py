@@ -259,6 +259,36 @@ def test_checkpoint_every_is_checked_before_training(every, tmp_path, monkeypatc
     sweep.run(_spec(), progress=False, checkpoint_dir=str(tmp_path), checkpoint_every=every)
 
 
+@pytest.mark.parametrize("script, n", [("feature_matrices", 10), ("phase_diagram", 2)])
+def test_a_family_that_cannot_initialise_fails_in_one_line(script, n, tmp_path, capsys):
+  """Was a bug (found by the generated flags): a registered model whose init works at one
+  size and not at another raised a traceback from the memory estimate, before the
+  families were checked. Now it is one line, exit 2, before training."""
+
+  class FixedBias(nn.Module):
+    m: int
+
+    @nn.compact
+    def __call__(self, xs, act):
+      W = self.param("W", nn.initializers.normal(0.1), (self.m, xs.shape[0]))
+      b = self.param("b", nn.initializers.zeros, (4,))  # right only at n = 4
+      return act(W.T @ (W @ xs) + b[:, None])
+
+  model.register_model("fixed_bias", FixedBias, "a bias of 4 features", overwrite=True)
+  try:
+    path = os.path.join(REPO, "experiments", f"{script}.py")
+    spec = importlib.util.spec_from_file_location(f"fixed_bias_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    status = cli.run(module.main, ["--preset", "quick", "--model", "fixed_bias", "--out",
+                                   str(tmp_path), "--no-plot", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err, err
+    assert err.startswith("error: model family 'fixed_bias'") and f"n={n}" in err, err
+  finally:
+    families._MODELS.pop("fixed_bias")
+
+
 @pytest.mark.parametrize("field, value", [("lrs", (1e39,)), ("init_scales", (1e-50,)),
                                           ("weight_decays", (3.5e38,)), ("densities", (float("nan"),))])
 def test_values_that_float32_cannot_hold_are_refused(field, value):
