@@ -55,8 +55,16 @@ MIN_CHUNK = model.MIN_CHUNK
 
 
 def facts(spec: GridSpec) -> LayoutFacts:
-  """`spec.layout_facts()`: what a plan reads of a grid (`gridspec.GridSpec`)."""
-  return spec.layout_facts()
+  """`spec.layout_facts()`: what a plan reads of a grid (`gridspec.GridSpec`). A family
+  that cannot initialise at the grid's size fails here, first, in one line."""
+  try:
+    return spec.layout_facts()
+  except Exception as e:
+    if isinstance(e, SpecError):
+      raise
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise SpecError(f"model family {getattr(spec, 'model', '?')!r} failed to initialise "
+                    f"(n={spec.n}, m={spec.m}): {why}") from None
 
 
 def model_step_bytes(spec: GridSpec) -> int:

@@ -371,18 +371,9 @@ class SweepSpec:
       _CHECK_REGISTRY.reset(token)
 
   def layout_facts(self) -> LayoutFacts:
-    """What a plan reads of this grid (`gridspec.GridSpec`), from `model.layout_facts`.
-    A model family that cannot initialise at this size fails here first, in one line
-    (the layout is planned before the families are checked)."""
+    """What a plan reads of this grid (`gridspec.GridSpec`), from `model.layout_facts`."""
     from superpos_jax import model
-    try:
-      return model.layout_facts(self)
-    except SpecError:
-      raise
-    except Exception as e:
-      first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-      raise SpecError(f"model family {self.model!r} failed to initialise (n={self.n}, "
-                      f"m={self.m}): {first}") from None
+    return model.layout_facts(self)
 
   def static_key(self) -> tuple:
     """Every field but the swept values, and the swept axes' lengths (`gridspec.GridSpec`)."""
