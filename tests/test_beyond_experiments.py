@@ -132,6 +132,7 @@ def test_privileged_basis_quick(tmp_path):
     _png(tmp_path, "privileged_basis", suffix)
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_correlated_features_quick(tmp_path):
   out = _run(tmp_path, "correlated_features")
   for data in ("correlated", "anticorrelated"):
@@ -151,6 +152,7 @@ def test_correlated_features_quick(tmp_path):
   assert "correlated (left) and anticorrelated (right)" in title, title
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_computation_quick(tmp_path):
   out = _run(tmp_path, "computation")
   assert out["model"] == "abs" and (out["n"], out["m"]) == (20, 10)

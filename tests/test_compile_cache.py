@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from superpos_jax import activations, host, program, sweep
@@ -24,6 +25,7 @@ def _forget_in_memory():
   program.stage_programs.cache_clear()
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_cached_program_is_loaded_and_a_changed_one_is_not(tmp_path):
   folder = str(tmp_path / "compiled")
   previous = jax.config.jax_compilation_cache_dir

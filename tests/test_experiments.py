@@ -25,10 +25,15 @@ def dirs(tmp_path):
   return ["--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "figs")]
 
 
+# phase_diagram's by default; the other two behind --runslow (long: end-to-end runs,
+# docs/usage.md, "Tests"), their code paths checked in process by test_generated,
+# test_plotting and test_sweep.
 @pytest.mark.parametrize("name, figures, n, m", [
-    ("feature_matrices", ("gram", "norms", "neurons", "loss"), 10, 5),
+    pytest.param("feature_matrices", ("gram", "norms", "neurons", "loss"), 10, 5,
+                 marks=pytest.mark.slow),
     ("phase_diagram", ("classes", "continuous", "loss", "basins"), 2, 1),
-    ("dims_per_feature", ("dstar", "feature_dims", "loss"), 200, 20),
+    pytest.param("dims_per_feature", ("dstar", "feature_dims", "loss"), 200, 20,
+                 marks=pytest.mark.slow),
 ])
 def test_experiment_quick_writes_npz_and_figures(tmp_path, name, figures, n, m):
   """The quick preset trains, saves a valid npz of the right shapes and draws every figure."""

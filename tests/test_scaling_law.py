@@ -203,6 +203,7 @@ def _pngs(tmp_path, *suffixes):
     assert (tmp_path / "figs" / f"scaling_law_{suffix}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # long: an end-to-end run, behind --runslow (docs/usage.md, "Tests")
 def test_quick_preset_relu_part(tmp_path):
   """The quick preset's ReLU part end to end (one result per width, the summary with the
   comparison to Liu et al., the three ReLU figures)."""
