@@ -42,7 +42,7 @@ PRESETS = {
 }
 PARSER = cli.experiment_parser(__doc__, PRESETS)
 PARSER.add_argument("--l1s", type=cli.float_list, help="comma-separated SAE L1 coefficients")
-PARSER.add_argument("--dict-multiples", type=cli.float_list,
+PARSER.add_argument("--dict-multiples", type=cli.int_list,
                     help="comma-separated dictionary sizes as multiples of n (integers)")
 PARSER.add_argument("--sae-seeds", type=cli.axis_length, help="SAE seeds per toy model")
 PARSER.add_argument("--sae-steps", type=cli.positive_int, help="SAE training steps")
@@ -61,9 +61,7 @@ def build_specs(args):
     if args.l1s:
       fields["l1s"] = args.l1s
     if args.dict_multiples:
-      if any(v != int(v) for v in args.dict_multiples):
-        raise cli.UserError(f"--dict-multiples must be integers, got {args.dict_multiples}")
-      fields["dict_multiples"] = tuple(int(v) for v in args.dict_multiples)
+      fields["dict_multiples"] = args.dict_multiples
     if args.sae_seeds:
       fields["sae_seeds"] = tuple(range(args.sae_seeds))
     if args.sae_steps:

@@ -85,7 +85,7 @@ DESCRIPTIONS = {
 }
 REUSED_S = 2.0  # a reused result loads in well under this; a training takes longer
 PARSER = cli.experiment_parser(__doc__, PRESETS)
-PARSER.add_argument("--widths", type=lambda t: tuple(int(v) for v in cli.float_list(t)),
+PARSER.add_argument("--widths", type=cli.int_list,
                     help="comma-separated hidden widths m (default from preset)")
 PARSER.add_argument("--parts", type=cli.name_list, help="comma-separated parts (default: all)")
 

@@ -100,6 +100,11 @@ def positive_int(text: str, most: int = MAX_INT) -> int:
   return v
 
 
+def int_list(text: str) -> tuple[int, ...]:
+  """Comma-separated positive integers (e.g. --widths), each as `positive_int` checks it."""
+  return tuple(positive_int(v.strip()) for v in text.split(",") if v.strip())
+
+
 def chunk_size(text: str) -> int | str:
   """--chunk-size: a positive integer, or "auto" (measure a few layouts, `autotune`)."""
   return "auto" if text.strip().lower() == "auto" else positive_int(text)

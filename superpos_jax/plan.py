@@ -159,7 +159,8 @@ def check_memory_budget(max_memory) -> int | None:
   if max_memory is None:
     return None
   if (isinstance(max_memory, bool) or not isinstance(max_memory, (int, float, np.number))
-      or not max_memory >= 1 or not np.isfinite(max_memory)):
+      or not max_memory >= 1  # an int is finite; np.isfinite refuses one beyond int64
+      or not (isinstance(max_memory, (int, np.integer)) or np.isfinite(max_memory))):
     raise SpecError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
   return int(max_memory)
 

@@ -328,7 +328,7 @@ def test_hundred_thousand_n2_models_run():
   import resource
   spec = _big_n2_spec(steps=20, log_every=10)
   res = sweep.run(spec)
-  chex.assert_shape(res["W"], (1, 100, 100, 1, 10, 1, 2))
+  chex.assert_shape(res["W"], spec.grid_shape + (1, 2))  # 1 x 100 x 100 x 10 seeds
   assert not res["diverged"].any()
   assert np.isfinite(res["eval_loss"]).all()
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB

@@ -76,12 +76,14 @@ def _one_line(e):
 @cases(40)
 @given(st.fixed_dictionaries({}, optional=FIELDS))
 def test_generated_spec_fields_give_a_spec_or_one_line(fields):
-  """Any mix of fields: a valid spec (JSON round trip, digest, a plan) or a SpecError."""
+  """Any mix of fields: a valid spec (JSON round trip, digest, a plan) or a SpecError
+  (an UnknownActivationError for an unknown activation name: `cli.run` makes both one
+  line and exit 2)."""
   fields.setdefault("n", 4)
   fields.setdefault("m", 2)
   try:
     spec = SweepSpec(**fields)
-  except SpecError as e:
+  except (SpecError, activations.UnknownActivationError) as e:
     _one_line(e)
     return
   assert SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
@@ -107,14 +109,23 @@ positive = st.floats(1e-6, 10.0)
 def test_generated_swept_values_train_correctly(densities, lr, wd, scale, seed):
   """Specs of one static shape with generated swept values (one compiled program): an
   accepted spec trains; a model is flagged diverged exactly where its numbers are not
-  finite; a point equals the same model trained alone (`train.make_train`)."""
+  finite; a point equals the same model trained alone (`train.make_train`), to float
+  rounding where the learning rate keeps training stable (at lr 1 and above, rounding
+  differences between a vmapped chunk and one model grow through training: found by
+  --runslow at lr 1). A spec whose models start at a NaN/inf loss (a huge init scale) is
+  refused in one line before compiling."""
   try:
     spec = SweepSpec(**STATIC, densities=densities, lrs=(lr,), weight_decays=(wd,),
                      init_scales=(scale,), seeds=(seed,))
   except SpecError as e:
     _one_line(e)
     return
-  res = sweep.run(spec, progress=False)
+  try:
+    res = sweep.run(spec, progress=False)
+  except SpecError as e:
+    assert "NaN/inf" in str(e), e
+    _one_line(e)
+    return
   bad = ~np.isfinite(res["W"]).all((-2, -1)) | ~np.isfinite(res["loss_history"]).all(-1)
   np.testing.assert_array_equal(res["diverged"], bad)
   np.testing.assert_array_equal(np.isnan(res["eval_loss"]), res["diverged"])
@@ -124,7 +135,7 @@ def test_generated_swept_values_train_correctly(densities, lr, wd, scale, seed):
                                  spec.importance_matrix()[0].astype(np.float32),
                                  np.float32(lr), np.float32(wd), np.float32(scale))
   grid = res.sel(activation="tanh", density=spec.densities[1]).squeeze()
-  if not grid["diverged"]:
+  if not grid["diverged"] and lr <= 0.1:
     np.testing.assert_allclose(grid["W"], alone.W, rtol=1e-4, atol=1e-5)
 
 
