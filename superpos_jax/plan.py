@@ -55,8 +55,7 @@ MIN_CHUNK = model.MIN_CHUNK
 
 
 def facts(spec: GridSpec) -> LayoutFacts:
-  """`spec.layout_facts()`: what a plan reads of a grid (`gridspec.GridSpec`). A family
-  that cannot initialise at the grid's size fails here, first, in one line."""
+  """`spec.layout_facts()` (`gridspec.GridSpec`); a family that cannot initialise fails here."""
   try:
     return spec.layout_facts()
   except Exception as e:
@@ -159,7 +158,7 @@ def check_memory_budget(max_memory) -> int | None:
   if max_memory is None:
     return None
   if (isinstance(max_memory, bool) or not isinstance(max_memory, (int, float, np.number))
-      or not max_memory >= 1  # an int is finite; np.isfinite refuses one beyond int64
+      or not max_memory >= 1  # an int is finite (np.isfinite refuses one beyond int64)
       or not (isinstance(max_memory, (int, np.integer)) or np.isfinite(max_memory))):
     raise SpecError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
   return int(max_memory)
