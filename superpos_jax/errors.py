@@ -4,6 +4,11 @@ defined in this leaf module so that every layer can raise them."""
 from __future__ import annotations
 
 
+def first_line(e: BaseException) -> str:
+  """`Type: first line of the message`: an exception from user code, told in one line."""
+  return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
 class UserError(Exception):
   """Bad input from the command line: printed as one line, exit status 2."""
 

@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from superpos_jax import model
+from superpos_jax.errors import first_line
 from superpos_jax.gridspec import GridSpec, LayoutFacts
 from superpos_jax.spec import SpecError, check_spec
 from superpos_jax.train import DRAW_BLOCK_BYTES, block_steps
@@ -61,9 +62,8 @@ def facts(spec: GridSpec) -> LayoutFacts:
   except Exception as e:
     if isinstance(e, SpecError):
       raise
-    why = (str(e).strip().splitlines() or [type(e).__name__])[0]
     raise SpecError(f"model family {getattr(spec, 'model', '?')!r} failed to initialise "
-                    f"(n={spec.n}, m={spec.m}): {why}") from None
+                    f"(n={spec.n}, m={spec.m}): {first_line(e)}") from None
 
 
 def model_step_bytes(spec: GridSpec) -> int:

@@ -44,6 +44,7 @@ from superpos_jax.loss import columns, family_loss
 from superpos_jax.model import Params, init_params, named_params
 from superpos_jax.model import state_bytes as model_state_bytes
 from superpos_jax.spec import SpecError, SweepSpec
+from superpos_jax.errors import first_line
 
 # Seed of the evaluation set: one fixed set of examples for every model of every grid.
 EVAL_SEED = 2**31 - 1
@@ -133,10 +134,6 @@ def output(params, history: jax.Array, eval_loss: jax.Array) -> TrainOutput:
 CHECK_BATCH = 64
 
 
-def _first_line(e: Exception) -> str:
-  return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
-
-
 def check_families(spec: SweepSpec) -> None:
   """Checks the spec's registered model and data families and optimiser before the grid
   is compiled: shapes, parameter names and dtypes (by `jax.eval_shape`), then one fresh
@@ -173,7 +170,7 @@ def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, inst
     present, value = jax.eval_shape(lambda u: data_family.fn(u, jnp.float32(0.5)), u)
   except Exception as e:  # the user's code: say whose, in one line
     raise SpecError(f"data family {data_family.name!r} failed on uniforms [{n}, {B}]: "
-                    f"{_first_line(e)}") from None
+                    f"{first_line(e)}") from None
   if present.shape != (n, B) or value.shape != (n, B) or present.dtype != jnp.bool_:
     raise SpecError(f"data family {data_family.name!r} must map uniforms [{n}, {B}] to (present "
                     f"bool, value) of that shape, got {present.dtype}{list(present.shape)}, "
@@ -187,7 +184,7 @@ def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, inst
     shapes = named_params(jax.eval_shape(lambda k: model.init(k, n, m, acts[0].fn),
                                          jax.random.key(0)))
   except Exception as e:
-    raise SpecError(f"{name} failed to initialise (n={n}, m={m}): {_first_line(e)}") from None
+    raise SpecError(f"{name} failed to initialise (n={n}, m={m}): {first_line(e)}") from None
   got = ", ".join(f"{p} {list(v.shape)}" for p, v in shapes.items())
   for k, shape in (("W", (m, n)), ("b", (n,))):
     if k not in shapes or shapes[k].shape != shape:
@@ -209,7 +206,7 @@ def _family_check(acts, model, data_family, opt, n: int, m: int, init: str, inst
                            jax.random.key(0), x)
     except Exception as e:
       raise SpecError(f"{name} failed on inputs [{n}, {B}] with activation {act.name!r}: "
-                      f"{_first_line(e)}") from None
+                      f"{first_line(e)}") from None
     if out.shape != (n, B) or out.dtype != f32:
       raise SpecError(f"{name} must output float32 [{n}, {B}] for inputs [{n}, {B}], got "
                       f"{out.dtype}{list(out.shape)} (activation {act.name!r})")
