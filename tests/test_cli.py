@@ -168,19 +168,25 @@ def test_missing_backend_names_the_extra(tmp_path, capsys, trained):
   assert status == 2 and "superpos_jax[cuda]" in err[0]
 
 
+def full_disk_under(folder, module, monkeypatch):
+  """`module.save` fails as on a full disk for paths under `folder` (ENOSPC), and works
+  elsewhere (the rescue folders)."""
+  save = module.save
+
+  def full_disk(res, path):
+    if str(folder) in os.fspath(path):
+      raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+    return save(res, path)
+
+  monkeypatch.setattr(module, "save", full_disk)
+
+
 def test_unwritable_result_is_rescued(tmp_path, capsys, trained, monkeypatch):
   """A save that fails after training (full disk) writes the result elsewhere, names
   both paths, and exits 1."""
   rescue = tmp_path / "rescue"
   monkeypatch.setenv("SUPERPOS_JAX_RESCUE", str(rescue))
-  save = results.save
-
-  def full_disk(res, path):
-    if str(tmp_path / "runs") in os.fspath(path):
-      raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
-    return save(res, path)
-
-  monkeypatch.setattr(results, "save", full_disk)
+  full_disk_under(tmp_path / "runs", results, monkeypatch)
   status, err = run_cli(capsys, *dirs(tmp_path))
   assert status == 1 and len(err) == 1, err
   (kept,) = glob.glob(str(rescue / "phase_diagram-*.npz"))

@@ -40,14 +40,15 @@ INTERVALS = ("0", "300")
 LAYOUTS = ("same", "chunk")
 
 
-def _experiment():
-  spec = importlib.util.spec_from_file_location("fault_matrix_phase_diagram", SCRIPT)
+def load_experiment(script, name):
+  """The experiment script at `script` as a module called `name` (its `main`, `PARSER`)."""
+  spec = importlib.util.spec_from_file_location(name, script)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
 
 
-EXPERIMENT = _experiment()
+EXPERIMENT = load_experiment(SCRIPT, "fault_matrix_phase_diagram")
 
 
 class Killed(BaseException):
@@ -84,9 +85,9 @@ def _argv(out, steps, *extra):
   return BASE + ["--out", str(out), "--steps", str(steps), *extra]
 
 
-def _run(argv, kill=None, monkeypatch=None):
-  """`phase_diagram.main(argv)` in this process; `kill=(point, k)` raises `Killed` at the
-  point's k-th pass. Returns the exit status (the kill is asserted to have happened)."""
+def kill_at(kill, monkeypatch):
+  """Makes `faults.point` raise `Killed` at the k-th pass of the point `kill=(point, k)`
+  (None: never)."""
   passes = []
 
   def point(name):
@@ -95,6 +96,12 @@ def _run(argv, kill=None, monkeypatch=None):
       if len(passes) == kill[1]:
         raise Killed(name)
   monkeypatch.setattr(faults, "point", point)
+
+
+def _run(argv, kill=None, monkeypatch=None):
+  """`phase_diagram.main(argv)` in this process; `kill=(point, k)` raises `Killed` at the
+  point's k-th pass. Returns the exit status (the kill is asserted to have happened)."""
+  kill_at(kill, monkeypatch)
   if kill is None:
     return cli.run(EXPERIMENT.main, argv)
   with pytest.raises(Killed):

@@ -4,7 +4,6 @@ identity, the custom-run rule, the result schema, bad input."""
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ from superpos_jax import optimizers
 from superpos_jax import activations, autotune, cli, families, model, provenance, results
 from superpos_jax import sweep
 from superpos_jax.spec import SpecError, SweepSpec
+from test_faults import load_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(n=4, m=2, activations=("relu",), densities=(0.3,), batch_size=32, eval_size=64,
@@ -197,13 +197,14 @@ def test_a_parameter_named_like_a_metric_never_replaces_it():
   assert res["param_eval_loss"].shape == res.spec.grid_shape + (4,)
 
 
-def _parser_of(script):
+def _script(script, prefix):
   if os.path.join(REPO, "experiments") not in sys.path:  # the scripts import each other
     sys.path.insert(0, os.path.join(REPO, "experiments"))
-  path = os.path.join(REPO, "experiments", f"{script}.py")
-  spec = importlib.util.spec_from_file_location(f"custom_rule_{script}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  return load_experiment(os.path.join(REPO, "experiments", f"{script}.py"), f"{prefix}_{script}")
+
+
+def _parser_of(script):
+  module = _script(script, "custom_rule")
   parser = getattr(module, "PARSER", None) or (module._parser() if hasattr(module, "_parser") else None)
   return parser if isinstance(parser, cli.ArgumentParser) and "preset" in {
       a.dest for a in parser._actions} else None
@@ -276,11 +277,7 @@ def test_a_family_that_cannot_initialise_fails_in_one_line(script, n, tmp_path, 
 
   model.register_model("fixed_bias", FixedBias, "a bias of 4 features", overwrite=True)
   try:
-    path = os.path.join(REPO, "experiments", f"{script}.py")
-    spec = importlib.util.spec_from_file_location(f"fixed_bias_{script}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    status = cli.run(module.main, ["--preset", "quick", "--model", "fixed_bias", "--out",
+    status = cli.run(_script(script, "fixed_bias").main, ["--preset", "quick", "--model", "fixed_bias", "--out",
                                    str(tmp_path), "--no-plot", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and "\n" not in err, err

@@ -152,6 +152,22 @@ def test_two_processes_killed_and_restarted_resume_bit_for_bit(tmp_path):
     np.testing.assert_allclose(resumed[k], single[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
+def one_and_two_processes(base, tmp_path, pattern="*.npz"):
+  """Runs the command `base` in one process (into tmp/one) and in two loopback processes
+  (tmp/two); the pairs of result files matching `pattern`, one-process file first."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  single = subprocess.run(base + ["--out", str(tmp_path / "one")], env=env, capture_output=True,
+                          text=True, timeout=300)
+  assert single.returncode == 0, single.stderr
+  port = _free_port()
+  _run_two([base + ["--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}",
+                    "--num-processes", "2", "--process-id", str(i)] for i in range(2)], env)
+  ones = sorted(glob.glob(str(tmp_path / "one" / pattern)))
+  twos = sorted(glob.glob(str(tmp_path / "two" / pattern)))
+  assert len(ones) == len(twos)
+  return list(zip(ones, twos))
+
+
 def test_an_experiment_of_several_specs_on_two_processes(tmp_path):
   """Was a bug: every experiment that trains more than one spec failed at its second on
   two processes (`jax.distributed` initialised again, the coordinator's port taken). Now
@@ -160,17 +176,9 @@ def test_an_experiment_of_several_specs_on_two_processes(tmp_path):
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   base = [sys.executable, os.path.join(repo, "experiments", "correlated_features.py"),
           "--preset", "quick", "--steps", "40", "--activations", "relu", "--no-plot", "--quiet"]
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  single = subprocess.run(base + ["--out", str(tmp_path / "one")], env=env, capture_output=True,
-                          text=True, timeout=300)
-  assert single.returncode == 0, single.stderr
-  port = _free_port()
-  _run_two([base + ["--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}",
-                    "--num-processes", "2", "--process-id", str(i)] for i in range(2)], env)
-  ones = sorted(glob.glob(str(tmp_path / "one" / "*.npz")))
-  twos = sorted(glob.glob(str(tmp_path / "two" / "*.npz")))
-  assert len(ones) == len(twos) == 2
-  for a, b in zip(ones, twos):
+  pairs = one_and_two_processes(base, tmp_path)
+  assert len(pairs) == 2
+  for a, b in pairs:
     one, two = results.load(a), results.load(b)
     assert two.meta["engine"]["devices"] == 2
     for k in ("W", "b", "eval_loss"):

@@ -6,35 +6,28 @@ together.
 """
 
 import dataclasses
-import errno
 import glob
-import importlib.util
 import os
-import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
 
-from superpos_jax import data, faults, launch, plan, sweep
+from superpos_jax import data, launch, plan, sweep
 from superpos_jax.sae import results as sae_results
 from superpos_jax.sae import stage
 from superpos_jax.sae.spec import SAEGrid, SAESpec
 from superpos_jax.spec import SweepSpec
+from test_cli import full_disk_under
+from test_faults import Killed, kill_at, load_experiment
+from test_multihost import one_and_two_processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "experiments", "sae_recovery.py")
 
 
-def _experiment():
-  spec = importlib.util.spec_from_file_location("sae_guarantees_sae_recovery", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-EXPERIMENT = _experiment()
+EXPERIMENT = load_experiment(SCRIPT, "sae_guarantees_sae_recovery")
 TOY = SweepSpec(n=6, m=3, activations=("relu", "gelu"), densities=(0.3, 0.05), seeds=(0,),
                 steps=40, log_every=20, batch_size=64, eval_size=256)
 
@@ -42,10 +35,6 @@ TOY = SweepSpec(n=6, m=3, activations=("relu", "gelu"), densities=(0.3, 0.05), s
 def _sae(steps):
   return SAESpec(dict_multiples=(1, 2), l1s=(0.1,), sae_seeds=(0, 1), steps=steps, log_every=20,
                  batch_size=32, lr=3e-3, eval_size=256)
-
-
-class Killed(BaseException):
-  """What a kill leaves: nothing after the point runs (not caught by `cli.run`)."""
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +49,7 @@ def _args(out, *extra):
 def _stage(toy, out, steps, *extra, kill=None, monkeypatch=None):
   """`sae.stage.train_or_load` as the experiment calls it; `kill=(point, k)` raises
   `Killed` at the point's k-th pass."""
-  passes = []
-
-  def point(name):
-    if kill and name == kill[0]:
-      passes.append(name)
-      if len(passes) == kill[1]:
-        raise Killed(name)
-  monkeypatch.setattr(faults, "point", point)
+  kill_at(kill, monkeypatch)
   call = lambda: stage.train_or_load("sae-test", toy, _sae(steps), _args(out, *extra))
   if kill is None:
     return call()
@@ -125,14 +107,7 @@ def test_an_unwritable_sae_result_is_rescued(toy, tmp_path, monkeypatch):
   """Was a bug: the SAE stage had no rescue path; a full disk lost the trained SAEs."""
   rescue = tmp_path / "rescue"
   monkeypatch.setenv("SUPERPOS_JAX_RESCUE", str(rescue))
-  save = sae_results.save
-
-  def full_disk(res, path):
-    if str(tmp_path / "runs") in os.fspath(path):
-      raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
-    return save(res, path)
-
-  monkeypatch.setattr(sae_results, "save", full_disk)
+  full_disk_under(tmp_path / "runs", sae_results, monkeypatch)
   with pytest.raises(launch.SaveError, match="No space left on device") as e:
     _stage(toy, tmp_path / "runs", 70, "--no-checkpoint", monkeypatch=monkeypatch)
   (kept,) = glob.glob(str(rescue / "sae-test-*.npz"))
@@ -165,19 +140,9 @@ def test_the_sae_stage_on_two_processes(tmp_path):
   one-process run's SAE arrays to float rounding."""
   base = [sys.executable, SCRIPT, "--preset", "quick", "--steps", "40", "--sae-steps", "40",
           "--activations", "relu", "--no-plot", "--quiet"]
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  single = subprocess.run(base + ["--out", str(tmp_path / "one")], env=env, capture_output=True,
-                          text=True, timeout=300)
-  assert single.returncode == 0, single.stderr
-  from test_multihost import _free_port, _run_two
-  port = _free_port()
-  _run_two([base + ["--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}",
-                    "--num-processes", "2", "--process-id", str(i)] for i in range(2)], env)
-  ones = sorted(glob.glob(str(tmp_path / "one" / "*-sae-*.npz")))
-  twos = sorted(glob.glob(str(tmp_path / "two" / "*-sae-*.npz")))
-  assert len(ones) == len(twos) == 2
-  for a, b in zip(ones, twos):
+  pairs = one_and_two_processes(base, tmp_path, "*-sae-*.npz")
+  assert len(pairs) == 2
+  for a, b in pairs:
     one, two = sae_results.load(a), sae_results.load(b)
     assert two.meta["engine"]["devices"] == 2
     for k in ("decoder", "max_cosine", "loss_history"):
